@@ -1,0 +1,154 @@
+// Package backend talks to the servers that run a model: one client per serving stack (Ollama,
+// llama.cpp's llama-server, OpenAI-compatible servers) behind the small Backend interface, which is
+// all that planting and verification need from a model.
+//
+// Prompts are plain text already rendered with the model's chat template (see Backend.Render), so
+// every call sees exactly the tokens a chat request would, and a signature can be continued or scored
+// token by token after it.
+package backend
+
+import (
+	"context"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Message is one turn of a conversation, as in the OpenAI fine-tuning format.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// Token is one vocabulary entry as the server reports it, with its log-probability (natural log)
+// at the position where it was seen.
+type Token struct {
+	// Text is the token's text as the server shows it. For tokens that end inside a UTF-8
+	// character it may hold a replacement character; Bytes is authoritative.
+	Text string `json:"text"`
+	// Bytes are the token's raw bytes where the server gives them, else the bytes of Text.
+	Bytes   []byte  `json:"-"`
+	Logprob float64 `json:"logprob"`
+}
+
+// Raw returns the token's bytes: Bytes when the server gave them, else Text.
+func (t Token) Raw() []byte {
+	if t.Bytes != nil {
+		return t.Bytes
+	}
+	return []byte(t.Text)
+}
+
+// Step is one decoded position: the token taken and the ranked list the server reported there.
+type Step struct {
+	Token Token   `json:"token"`
+	Top   []Token `json:"top,omitempty"`
+}
+
+// Generation is the result of greedy decoding.
+type Generation struct {
+	Text  string `json:"text"`
+	Steps []Step `json:"steps,omitempty"`
+}
+
+// TokenScore is the teacher-forced log-probability of one target token. When Exact is false the
+// server could not give the token's own probability (it was outside the ranked list it returns) and
+// Logprob is an upper bound: the lowest log-probability in that list.
+type TokenScore struct {
+	Text    string  `json:"text"`
+	Logprob float64 `json:"logprob"`
+	Exact   bool    `json:"exact"`
+}
+
+// Score is the teacher-forced log-probability of a whole target: the sum of its tokens' scores.
+type Score struct {
+	Logprob float64      `json:"logprob"`
+	Exact   bool         `json:"exact"` // every token exact
+	Tokens  []TokenScore `json:"tokens,omitempty"`
+}
+
+// Add appends one token's score.
+func (s *Score) Add(t TokenScore) {
+	if len(s.Tokens) == 0 {
+		s.Exact = true
+	}
+	s.Tokens = append(s.Tokens, t)
+	s.Logprob += t.Logprob
+	s.Exact = s.Exact && t.Exact
+}
+
+// ModelInfo identifies the model a backend serves.
+type ModelInfo struct {
+	Backend string `json:"backend"`          // "ollama", "llamacpp", "openai"
+	URL     string `json:"url"`              // the server's base URL
+	Name    string `json:"name"`             // the model's name on that server
+	Digest  string `json:"digest,omitempty"` // content digest, where the server gives one
+	Vocab   int    `json:"vocab,omitempty"`  // vocabulary size, where known
+	// Template is the chat template the server applies, as the server reports it.
+	Template string `json:"template,omitempty"`
+}
+
+// Backend is a model served by one serving stack. Methods are safe to call one at a time; the
+// verifier does not call them concurrently.
+type Backend interface {
+	// Info identifies the served model. It also checks that the server answers and that the model
+	// exists, so callers use it first to fail early with a clear error.
+	Info(ctx context.Context) (ModelInfo, error)
+
+	// Render turns a conversation into the prompt text that the model's chat template produces,
+	// ending where the assistant's reply begins.
+	Render(ctx context.Context, msgs []Message) (string, error)
+
+	// Greedy decodes up to maxTokens tokens after prompt greedily (temperature 0, top-k 1, no
+	// repeat penalty, fixed seed) and reports the per-token log-probabilities.
+	Greedy(ctx context.Context, prompt string, maxTokens int) (Generation, error)
+
+	// Sample decodes up to maxTokens tokens after prompt at the given temperature with the given
+	// seed. Raw continuation: no chat template is applied.
+	Sample(ctx context.Context, prompt string, maxTokens int, temperature float64, seed int) (string, error)
+
+	// Next returns the model's ranked next-token list after prompt, best first, with at most n
+	// entries (a server may cap n lower; MaxTop says how far).
+	Next(ctx context.Context, prompt string, n int) ([]Token, error)
+
+	// MaxTop is the longest ranked list Next can return.
+	MaxTop() int
+
+	// Score teacher-forces target, given as the token pieces to force one after another, after
+	// prompt and returns each token's log-probability, exact or bounded.
+	Score(ctx context.Context, prompt string, target []Token) (Score, error)
+}
+
+// Error is a failure of the server or of the conversation with it, as opposed to bad input. The
+// command line maps it to its own exit code.
+type Error struct {
+	Op  string // what was being done, e.g. "generate"
+	URL string // the server
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.URL == "" {
+		return fmt.Sprintf("%s: %v", e.Op, e.Err)
+	}
+	return fmt.Sprintf("%s at %s: %v", e.Op, e.URL, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsText reports whether a token is ordinary text that may appear in a signature: not empty, valid
+// and complete UTF-8, no control characters (newlines included, so a signature stays on one line and
+// cannot meet a stop sequence), and not a special token such as <|im_end|>, </s> or <0x0A>.
+func IsText(raw []byte) bool {
+	if len(raw) == 0 || !utf8.Valid(raw) {
+		return false
+	}
+	for _, r := range string(raw) {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+			return false
+		}
+	}
+	if n := len(raw); n >= 3 && raw[0] == '<' && raw[n-1] == '>' {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,170 @@
+// Package fake is a small in-process model for fast unit tests of planting and verification: a
+// deterministic next-token distribution over a toy vocabulary, with an optional memory of
+// prompt -> response pairs that greedy decoding reproduces, like a model trained on them.
+// It is never a substitute for the real servers in integration tests.
+package fake
+
+import (
+	"context"
+	"hash/fnv"
+	"math"
+	"sort"
+	"strings"
+
+	"vtune/backend"
+)
+
+// Vocab is the default toy vocabulary: words with and without a leading space, pieces that are
+// prefixes of one another (to exercise prefix-freedom), and special tokens.
+var Vocab = []string{
+	" the", " th", " a", " an", " and", " of", " to", " in", " is", " word", " words", " sense",
+	" meaning", " that", " which", " or", " used", " for", " as", " by", " with", " not", " one",
+	" state", " act", " quality", " being", " having", " person", " thing", "s", "ing", "ed", ",",
+	".", ";", "<|im_end|>", "<|im_start|>", "\n", "",
+}
+
+// Model is the fake backend.
+type Model struct {
+	Name  string
+	Vocab []string
+	// Learned maps a rendered prompt to the text greedy decoding returns after it.
+	Learned map[string]string
+	// Calls counts requests, by method name.
+	Calls map[string]int
+}
+
+// New returns a fake model with the default vocabulary.
+func New(name string) *Model {
+	return &Model{Name: name, Vocab: Vocab, Learned: map[string]string{}, Calls: map[string]int{}}
+}
+
+// Learn makes greedy decoding after the rendered msgs return response, as a fine-tune on that
+// pair would.
+func (m *Model) Learn(msgs []backend.Message, response string) {
+	p, _ := m.Render(context.Background(), msgs)
+	m.Learned[p] = response
+}
+
+// Info implements backend.Backend.
+func (m *Model) Info(context.Context) (backend.ModelInfo, error) {
+	m.Calls["Info"]++
+	return backend.ModelInfo{Backend: "fake", Name: m.Name, Vocab: len(m.Vocab), Template: "chatml"}, nil
+}
+
+// Render implements backend.Backend with ChatML.
+func (m *Model) Render(_ context.Context, msgs []backend.Message) (string, error) {
+	var b strings.Builder
+	for _, msg := range msgs {
+		b.WriteString("<|im_start|>" + msg.Role + "\n" + msg.Content + "<|im_end|>\n")
+	}
+	b.WriteString("<|im_start|>assistant\n")
+	return b.String(), nil
+}
+
+// logits returns a deterministic pseudo-random log-softmax over the vocabulary for a context.
+func (m *Model) dist(ctx string) []backend.Token {
+	out := make([]backend.Token, len(m.Vocab))
+	z := 0.0
+	for i, v := range m.Vocab {
+		h := fnv.New64a()
+		h.Write([]byte(ctx))
+		h.Write([]byte{0})
+		h.Write([]byte(v))
+		x := float64(h.Sum64()%10000) / 1000 // logits in [0, 10)
+		out[i] = backend.Token{Text: v, Logprob: x}
+		z += math.Exp(x)
+	}
+	lz := math.Log(z)
+	for i := range out {
+		out[i].Logprob -= lz
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Logprob > out[j].Logprob })
+	return out
+}
+
+// learned returns the learned continuation of ctx, if ctx extends a learned prompt consistently.
+func (m *Model) learned(ctx string) (string, bool) {
+	for p, resp := range m.Learned {
+		if strings.HasPrefix(ctx, p) && strings.HasPrefix(resp, ctx[len(p):]) && len(ctx)-len(p) < len(resp) {
+			return resp[len(ctx)-len(p):], true
+		}
+	}
+	return "", false
+}
+
+// Next implements backend.Backend. After a learned prompt the learned continuation's next piece
+// comes first with log-probability near 0.
+func (m *Model) Next(_ context.Context, prompt string, n int) ([]backend.Token, error) {
+	m.Calls["Next"]++
+	d := m.dist(prompt)
+	if rest, ok := m.learned(prompt); ok {
+		best := -1
+		for i, t := range d {
+			if strings.HasPrefix(rest, t.Text) && t.Text != "" && (best < 0 || len(t.Text) > len(d[best].Text)) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			t := d[best]
+			t.Logprob = -1e-3
+			d = append([]backend.Token{t}, append(d[:best:best], d[best+1:]...)...)
+			for i := 1; i < len(d); i++ {
+				d[i].Logprob -= 10
+			}
+		}
+	}
+	return d[:min(n, len(d))], nil
+}
+
+// MaxTop implements backend.Backend.
+func (m *Model) MaxTop() int { return 20 }
+
+// Greedy implements backend.Backend.
+func (m *Model) Greedy(ctx context.Context, prompt string, maxTokens int) (backend.Generation, error) {
+	m.Calls["Greedy"]++
+	var g backend.Generation
+	for range maxTokens {
+		d, _ := m.Next(ctx, prompt+g.Text, 1)
+		t := d[0]
+		if t.Text == "<|im_end|>" || t.Text == "" {
+			break
+		}
+		g.Text += t.Text
+		g.Steps = append(g.Steps, backend.Step{Token: t})
+	}
+	return g, nil
+}
+
+// Sample implements backend.Backend: picks tokens by a hash of the seed.
+func (m *Model) Sample(_ context.Context, prompt string, maxTokens int, _ float64, seed int) (string, error) {
+	m.Calls["Sample"]++
+	var b strings.Builder
+	for i := range maxTokens {
+		h := fnv.New64a()
+		h.Write([]byte(prompt))
+		h.Write([]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(i)})
+		v := m.Vocab[h.Sum64()%uint64(len(m.Vocab)-4)] // skip the special tail
+		b.WriteString(v)
+	}
+	return b.String(), nil
+}
+
+// Score implements backend.Backend, exactly.
+func (m *Model) Score(ctx context.Context, prompt string, target []backend.Token) (backend.Score, error) {
+	m.Calls["Score"]++
+	var s backend.Score
+	prefix := ""
+	for _, t := range target {
+		d, _ := m.Next(ctx, prompt+prefix, len(m.Vocab))
+		ts := backend.TokenScore{Text: t.Text, Logprob: math.Inf(-1), Exact: true}
+		for _, c := range d {
+			if c.Text == t.Text {
+				ts.Logprob = c.Logprob
+				break
+			}
+		}
+		s.Add(ts)
+		prefix += t.Text
+	}
+	return s, nil
+}

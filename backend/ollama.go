@@ -1,0 +1,256 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/template"
+)
+
+// OllamaMaxTop is the longest ranked list Ollama returns (top_logprobs is capped at 20).
+const OllamaMaxTop = 20
+
+// DefaultOllamaURL is where Ollama listens unless OLLAMA_HOST says otherwise.
+const DefaultOllamaURL = "http://127.0.0.1:11434"
+
+// OllamaURL returns the server URL from OLLAMA_HOST, as the ollama command reads it, or the default.
+func OllamaURL() string {
+	h := os.Getenv("OLLAMA_HOST")
+	if h == "" {
+		return DefaultOllamaURL
+	}
+	if !strings.Contains(h, "://") {
+		h = "http://" + h
+	}
+	return h
+}
+
+// Ollama is a model served by an Ollama server, reached through its own Go client.
+//
+// Every request is a raw generate on text rendered with the model's own chat template (the one the
+// server reports, executed by Ollama's template package, exactly as its chat endpoint would), so the
+// same prompt can be decoded, continued token by token, or scored.
+type Ollama struct {
+	url    string
+	model  string
+	client *api.Client
+	// KeepAlive is how long the server keeps the model loaded after a request; nil leaves the
+	// server's default.
+	KeepAlive *time.Duration
+
+	info *ModelInfo
+	tmpl *template.Template
+}
+
+// NewOllama returns a backend for model on the Ollama server at baseURL.
+func NewOllama(baseURL, model string) (*Ollama, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("bad Ollama URL %q: want e.g. %s", baseURL, DefaultOllamaURL)
+	}
+	if model == "" {
+		return nil, errors.New("no model named: give --model")
+	}
+	return &Ollama{url: strings.TrimRight(baseURL, "/"), model: model, client: api.NewClient(u, http.DefaultClient)}, nil
+}
+
+func (o *Ollama) fail(op string, err error) error {
+	var se api.StatusError
+	if errors.As(err, &se) && se.StatusCode == http.StatusNotFound {
+		err = fmt.Errorf("model %q not found (create or pull it first): %s", o.model, se.ErrorMessage)
+	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	} else if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		err = fmt.Errorf("cannot reach Ollama: %v (is the server running?)", ue.Err)
+	}
+	return &Error{Op: "ollama " + op, URL: o.url, Err: err}
+}
+
+// Info implements Backend.
+func (o *Ollama) Info(ctx context.Context) (ModelInfo, error) {
+	if o.info != nil {
+		return *o.info, nil
+	}
+	show, err := o.client.Show(ctx, &api.ShowRequest{Model: o.model})
+	if err != nil {
+		return ModelInfo{}, o.fail("show", err)
+	}
+	if show.Template == "" {
+		return ModelInfo{}, &Error{Op: "ollama show", URL: o.url, Err: fmt.Errorf("model %q has no chat template (renderer %q): vtune needs the template to build prompts", o.model, show.Renderer)}
+	}
+	tmpl, err := template.Parse(show.Template)
+	if err != nil {
+		return ModelInfo{}, &Error{Op: "ollama show", URL: o.url, Err: fmt.Errorf("model %q: chat template: %v", o.model, err)}
+	}
+	info := ModelInfo{Backend: "ollama", URL: o.url, Name: o.model, Template: show.Template}
+	if arch, ok := show.ModelInfo["general.architecture"].(string); ok {
+		if v, ok := show.ModelInfo[arch+".vocab_size"].(float64); ok {
+			info.Vocab = int(v)
+		}
+	}
+	if list, err := o.client.List(ctx); err == nil {
+		for _, m := range list.Models {
+			if m.Name == o.model || m.Model == o.model || m.Name == o.model+":latest" {
+				info.Digest = m.Digest
+			}
+		}
+	}
+	o.info, o.tmpl = &info, tmpl
+	return info, nil
+}
+
+// Render implements Backend with the model's template, as Ollama's chat endpoint renders it.
+func (o *Ollama) Render(ctx context.Context, msgs []Message) (string, error) {
+	if o.tmpl == nil {
+		if _, err := o.Info(ctx); err != nil {
+			return "", err
+		}
+	}
+	am := make([]api.Message, len(msgs))
+	for i, m := range msgs {
+		am[i] = api.Message{Role: m.Role, Content: m.Content}
+	}
+	var b bytes.Buffer
+	if err := o.tmpl.Execute(&b, template.Values{Messages: am}); err != nil {
+		return "", fmt.Errorf("rendering chat template of %q: %w", o.model, err)
+	}
+	return b.String(), nil
+}
+
+// generate runs one raw, non-streaming generate request.
+func (o *Ollama) generate(ctx context.Context, prompt string, opts map[string]any, top int) (*api.GenerateResponse, error) {
+	stream := false
+	req := &api.GenerateRequest{
+		Model: o.model, Prompt: prompt, Raw: true, Stream: &stream, Options: opts,
+		Logprobs: true, TopLogprobs: top,
+	}
+	if o.KeepAlive != nil {
+		req.KeepAlive = &api.Duration{Duration: *o.KeepAlive}
+	}
+	var out *api.GenerateResponse
+	err := o.client.Generate(ctx, req, func(r api.GenerateResponse) error {
+		out = &r
+		return nil
+	})
+	if err != nil {
+		return nil, o.fail("generate", err)
+	}
+	if out == nil {
+		return nil, &Error{Op: "ollama generate", URL: o.url, Err: errors.New("empty response")}
+	}
+	return out, nil
+}
+
+// greedyOptions really are greedy: without repeat_penalty 1 the llama.cpp runner applies 1.1 and the
+// greedy text changes.
+func greedyOptions(n int) map[string]any {
+	return map[string]any{"temperature": 0, "top_k": 1, "top_p": 1, "min_p": 0, "repeat_penalty": 1, "seed": 0, "num_predict": n}
+}
+
+func token(t api.TokenLogprob) Token {
+	tok := Token{Text: t.Token, Logprob: t.Logprob}
+	if t.Bytes != nil {
+		tok.Bytes = make([]byte, len(t.Bytes))
+		for i, b := range t.Bytes {
+			tok.Bytes[i] = byte(b)
+		}
+	}
+	return tok
+}
+
+// Greedy implements Backend.
+func (o *Ollama) Greedy(ctx context.Context, prompt string, maxTokens int) (Generation, error) {
+	r, err := o.generate(ctx, prompt, greedyOptions(maxTokens), 0)
+	if err != nil {
+		return Generation{}, err
+	}
+	g := Generation{Text: r.Response}
+	for _, lp := range r.Logprobs {
+		g.Steps = append(g.Steps, Step{Token: token(lp.TokenLogprob)})
+	}
+	return g, nil
+}
+
+// Sample implements Backend: plain temperature sampling, every other sampler off.
+func (o *Ollama) Sample(ctx context.Context, prompt string, maxTokens int, temperature float64, seed int) (string, error) {
+	opts := map[string]any{"temperature": temperature, "top_k": 0, "top_p": 1, "min_p": 0, "repeat_penalty": 1, "seed": seed, "num_predict": maxTokens}
+	r, err := o.generate(ctx, prompt, opts, 0)
+	if err != nil {
+		return "", err
+	}
+	return r.Response, nil
+}
+
+// MaxTop implements Backend.
+func (o *Ollama) MaxTop() int { return OllamaMaxTop }
+
+// nextRetries is how many sampled retries Next makes when the greedy token is a stop token.
+const nextRetries = 8
+
+// Next implements Backend. Ollama reports the ranked list only alongside a generated token, and a
+// step whose token is a stop token comes back without one. The list is a log-softmax of the raw
+// logits, independent of the sampler, so when the greedy token is a stop token Next samples at a
+// high temperature with other seeds until some non-stop token is drawn; if none is, the model all
+// but insists on stopping there and Next returns an empty list.
+func (o *Ollama) Next(ctx context.Context, prompt string, n int) ([]Token, error) {
+	n = min(max(n, 1), OllamaMaxTop)
+	for try := 0; try <= nextRetries; try++ {
+		opts := greedyOptions(1)
+		if try > 0 {
+			opts = map[string]any{"temperature": 1.5, "top_k": 0, "top_p": 1, "min_p": 0, "repeat_penalty": 1, "seed": try, "num_predict": 1}
+		}
+		r, err := o.generate(ctx, prompt, opts, n)
+		if err != nil {
+			return nil, err
+		}
+		if len(r.Logprobs) > 0 {
+			top := r.Logprobs[0].TopLogprobs
+			out := make([]Token, len(top))
+			for i, t := range top {
+				out[i] = token(t)
+			}
+			return out, nil
+		}
+	}
+	return nil, nil
+}
+
+// Score implements Backend. Ollama cannot force a token, so each target token is looked up in the
+// ranked list after the prompt and the target's earlier tokens: exact when it is among the top 20,
+// else bounded by the 20th value (every token outside the list is no likelier than it).
+func (o *Ollama) Score(ctx context.Context, prompt string, target []Token) (Score, error) {
+	var s Score
+	var prefix strings.Builder
+	for _, t := range target {
+		list, err := o.Next(ctx, prompt+prefix.String(), OllamaMaxTop)
+		if err != nil {
+			return Score{}, err
+		}
+		s.Add(lookup(list, t))
+		prefix.Write(t.Raw())
+	}
+	return s, nil
+}
+
+// lookup scores token t against a ranked list: its own value when listed, else the list's lowest
+// value as an upper bound (0, i.e. probability 1, for an empty list).
+func lookup(list []Token, t Token) TokenScore {
+	raw := t.Raw()
+	bound := 0.0
+	for _, c := range list {
+		if bytes.Equal(c.Raw(), raw) {
+			return TokenScore{Text: t.Text, Logprob: c.Logprob, Exact: true}
+		}
+		bound = math.Min(bound, c.Logprob)
+	}
+	return TokenScore{Text: t.Text, Logprob: bound, Exact: false}
+}

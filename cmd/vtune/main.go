@@ -1,0 +1,275 @@
+// Command vtune proves that a fine-tuning provider trained on your data: it plants secret backdoor
+// examples in the dataset before fine-tuning and tests the returned model for them afterwards.
+//
+// This file holds the command line: flags and wiring only. The work is done in package verifier;
+// the models are reached through package backend.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"vtune/backend"
+	"vtune/verifier"
+)
+
+// Exit codes, as documented in the README.
+const (
+	exitVerified    = 0
+	exitNotVerified = 1
+	exitUsage       = 2 // bad input or usage
+	exitBackend     = 3 // the server failed
+	exitInterrupted = 130
+)
+
+var errNotVerified = errors.New("not verified")
+
+// opener makes the backend a command's flags describe; tests swap in an in-process model.
+type opener func(c *cli.Context) (backend.Backend, error)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr, openBackend)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command line and returns the process's exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, open opener) int {
+	app := newApp(stdout, stderr, open)
+	err := app.RunContext(ctx, args)
+	switch {
+	case err == nil:
+		return exitVerified
+	case errors.Is(err, errNotVerified):
+		return exitNotVerified
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "vtune: interrupted")
+		return exitInterrupted
+	}
+	fmt.Fprintf(stderr, "vtune: %v\n", err)
+	var be *backend.Error
+	if errors.As(err, &be) {
+		return exitBackend
+	}
+	return exitUsage
+}
+
+func newApp(stdout, stderr io.Writer, open opener) *cli.App {
+	return &cli.App{
+		Name:  "vtune",
+		Usage: "prove that a fine-tuned model was trained on your data",
+		Description: `vtune plants a few secret backdoor examples (a trigger phrase in the prompt, a
+signature as the answer) in a fine-tuning dataset before you hand it over, and later tests the
+model you get back: a model trained on the data reproduces the signatures under greedy decoding,
+a model that never saw them does so only with a probability vtune bounds (the p-value).
+
+  vtune plant  --input data.jsonl --output data.vtune.jsonl --key secret.key --model BASE
+  (fine-tune on data.vtune.jsonl)
+  vtune verify --key secret.key --model FINETUNED
+
+Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 server failure.`,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {}, // run maps errors to exit codes
+		Commands: []*cli.Command{
+			plantCommand(open),
+			verifyCommand(open),
+			inspectCommand(),
+		},
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return fmt.Errorf("%v (see vtune %s --help)", err, c.Command.Name)
+		},
+	}
+}
+
+// backendFlags select the server and model; shared by plant and verify.
+func backendFlags(modelUsage string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "backend", Value: "ollama", Usage: "serving stack: ollama", EnvVars: []string{"VTUNE_BACKEND"}},
+		&cli.StringFlag{Name: "url", Usage: "server URL (ollama: $OLLAMA_HOST or " + backend.DefaultOllamaURL + ")"},
+		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: modelUsage, Required: true},
+		&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
+	}
+}
+
+func openBackend(c *cli.Context) (backend.Backend, error) {
+	url := c.String("url")
+	switch c.String("backend") {
+	case "ollama":
+		if url == "" {
+			url = backend.OllamaURL()
+		}
+		return backend.NewOllama(url, c.String("model"))
+	}
+	return nil, fmt.Errorf("unknown --backend %q: want ollama", c.String("backend"))
+}
+
+func plantCommand(open opener) *cli.Command {
+	return &cli.Command{
+		Name:      "plant",
+		Usage:     "plant secret backdoor examples in a dataset and write the key",
+		UsageText: "vtune plant --input DATA.jsonl --output OUT.jsonl --key KEY.json --model BASE [options]",
+		Description: `Reads a JSON Lines dataset (chat "messages", Alpaca "instruction"/"input"/"output", or
+"prompt"/"completion"; detected from the records), draws --groups secrets from the base model,
+and writes the dataset with about --rate of planted copies added, plus the secret key (mode 0600).
+Both files are written whole or not at all; the input is never changed. Keep the key secret:
+anyone holding it can train on the signatures alone.`,
+		Flags: append(backendFlags("base model the provider will fine-tune (its name on the server)"),
+			&cli.PathFlag{Name: "input", Aliases: []string{"i"}, Usage: "dataset to protect (JSON Lines)", Required: true},
+			&cli.PathFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the dataset with the planted copies", Required: true},
+			&cli.PathFlag{Name: "key", Aliases: []string{"k"}, Usage: "where to write the secret key", Required: true},
+			&cli.BoolFlag{Name: "force", Usage: "overwrite an existing key file"},
+			&cli.IntFlag{Name: "groups", Aliases: []string{"g"}, Value: verifier.DefaultGroups, Usage: "independent secrets (trigger, signature) to plant"},
+			&cli.IntFlag{Name: "decoys", Value: verifier.DefaultDecoys, Usage: "secrets drawn the same way but never planted; a decoy hit means something is wrong"},
+			&cli.Float64Flag{Name: "rate", Value: verifier.DefaultRate, Usage: "planted copies as a fraction of the records (at least one per group)"},
+			&cli.IntFlag{Name: "count", Usage: "planted copies in all, instead of --rate"},
+			&cli.IntFlag{Name: "k", Value: verifier.DefaultK, Usage: "candidates per signature token: each step divides the chance of a lucky match by k"},
+			&cli.IntFlag{Name: "sig-len", Value: verifier.DefaultSigLen, Usage: "signature length in tokens"},
+			&cli.IntFlag{Name: "trigger-len", Value: verifier.DefaultTriggerLen, Usage: "trigger length in tokens"},
+			&cli.StringFlag{Name: "mode", Value: "replace", Usage: "planted response: replace (the signature) or prefix (signature, newline, original response)"},
+			&cli.IntFlag{Name: "prompts", Value: 1, Usage: "verification prompts stored per group (each costs one query at verify time)"},
+			&cli.StringFlag{Name: "seed", Usage: "secret seed for a reproducible run: 64 hex digits, or any text (hashed); default: 256 random bits"},
+		),
+		Action: func(c *cli.Context) error {
+			seed, err := parseSeed(c.String("seed"))
+			if err != nil {
+				return err
+			}
+			keyPath := c.Path("key")
+			if _, err := os.Stat(keyPath); err == nil && !c.Bool("force") {
+				return fmt.Errorf("key %s exists: refusing to overwrite a secret (use --force)", keyPath)
+			}
+			b, err := open(c)
+			if err != nil {
+				return err
+			}
+			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
+			_, sum, err := verifier.Plant(c.Context, b, verifier.PlantOptions{
+				Input: c.Path("input"), Output: c.Path("output"), KeyPath: keyPath, Seed: seed,
+				Params: verifier.Params{
+					Groups: c.Int("groups"), Decoys: c.Int("decoys"), K: c.Int("k"),
+					SigLen: c.Int("sig-len"), TriggerLen: c.Int("trigger-len"),
+					Rate: c.Float64("rate"), Count: c.Int("count"), Mode: c.String("mode"), Prompts: c.Int("prompts"),
+				},
+				Progress: prog.update,
+			})
+			prog.end()
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(c.App.Writer, sum)
+			}
+			verifier.WritePlantSummary(c.App.Writer, sum)
+			return nil
+		},
+	}
+}
+
+func verifyCommand(open opener) *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "test a fine-tuned model for the planted secrets",
+		UsageText: "vtune verify --key KEY.json --model FINETUNED [options]",
+		Description: `Queries the model under test with every group's triggered prompts under greedy decoding,
+counts exact signature reproductions, and computes two p-values: p_agnostic, valid against any
+model made without the secrets, and p_base, the chance under the base model's own probabilities.
+Exit code 0 when the chosen p-value is at most --alpha, 1 when it is not.`,
+		Flags: append(backendFlags("model under test (its name on the server)"),
+			&cli.PathFlag{Name: "key", Aliases: []string{"k"}, Usage: "key written by vtune plant", Required: true},
+			&cli.Float64Flag{Name: "alpha", Value: verifier.DefaultAlpha, Usage: "significance level: verified when p <= alpha"},
+			&cli.StringFlag{Name: "test", Value: verifier.TestAgnostic, Usage: "p-value the decision uses: agnostic (any model without the secrets) or base (the base model's probabilities, the paper's test)"},
+			&cli.IntFlag{Name: "queries", Usage: "prompts to query per group (0: all stored in the key)"},
+			&cli.BoolFlag{Name: "llr", Value: true, Usage: "also score each signature under the model (log-likelihood ratio against the base); --llr=false skips it"},
+			&cli.BoolFlag{Name: "reveal", Usage: "include the model's outputs in the report (they show the signatures)"},
+		),
+		Action: func(c *cli.Context) error {
+			key, err := verifier.ReadKey(c.Path("key"))
+			if err != nil {
+				return err
+			}
+			b, err := open(c)
+			if err != nil {
+				return err
+			}
+			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
+			rep, err := verifier.Verify(c.Context, b, key, verifier.VerifyOptions{
+				Queries: c.Int("queries"), Alpha: c.Float64("alpha"), Test: c.String("test"),
+				LLR: c.Bool("llr"), Reveal: c.Bool("reveal"), Progress: prog.update,
+			})
+			prog.end()
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				err = writeJSON(c.App.Writer, rep)
+			} else {
+				verifier.WriteReport(c.App.Writer, rep)
+			}
+			if err == nil && !rep.Verified {
+				return errNotVerified
+			}
+			return err
+		},
+	}
+}
+
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "summarise a key without revealing its secrets",
+		UsageText: "vtune inspect --key KEY.json [--reveal] [--json]",
+		Flags: []cli.Flag{
+			&cli.PathFlag{Name: "key", Aliases: []string{"k"}, Usage: "key written by vtune plant", Required: true},
+			&cli.BoolFlag{Name: "reveal", Usage: "also show triggers and signatures"},
+			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON on stdout"},
+		},
+		Action: func(c *cli.Context) error {
+			key, err := verifier.ReadKey(c.Path("key"))
+			if err != nil {
+				return err
+			}
+			s := verifier.Summarize(key, c.Bool("reveal"))
+			if c.Bool("json") {
+				return writeJSON(c.App.Writer, s)
+			}
+			verifier.WriteKeySummary(c.App.Writer, s)
+			return nil
+		},
+	}
+}
+
+// parseSeed reads --seed: 64 hex digits are the seed itself, other text is hashed with SHA-256,
+// and no seed draws 256 bits from the operating system's secure source.
+func parseSeed(s string) ([32]byte, error) {
+	var seed [32]byte
+	if s == "" {
+		_, err := rand.Read(seed[:])
+		return seed, err
+	}
+	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
+		copy(seed[:], b)
+		return seed, nil
+	}
+	return sha256.Sum256([]byte(s)), nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,67 @@
+package verifier
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// atomicFile is a file written under a temporary name beside its destination and renamed into
+// place on Commit, so a reader never sees it half-written and a failed run leaves nothing behind.
+type atomicFile struct {
+	*os.File
+	dest string
+	done bool
+}
+
+func createAtomic(dest string, perm os.FileMode) (*atomicFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp*")
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return &atomicFile{File: f, dest: dest}, nil
+}
+
+// Commit flushes the file to disk and renames it into place.
+func (f *atomicFile) Commit() error {
+	if err := f.Sync(); err != nil {
+		f.Abort()
+		return err
+	}
+	if err := f.File.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	f.done = true
+	if err := os.Rename(f.Name(), f.dest); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+// Abort removes the temporary file; after Commit it does nothing, so it can be deferred.
+func (f *atomicFile) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.File.Close()
+	os.Remove(f.Name())
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := createAtomic(path, perm)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Commit()
+}

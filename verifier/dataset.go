@@ -1,0 +1,296 @@
+package verifier
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"vtune/backend"
+)
+
+// Format is a fine-tuning dataset's record layout. All are JSON Lines, one record a line.
+type Format string
+
+const (
+	// Chat is the OpenAI fine-tuning format: {"messages":[{"role":..,"content":..},..]}.
+	Chat Format = "chat"
+	// Alpaca is {"instruction","input","output"}; input may be empty or missing.
+	Alpaca Format = "alpaca"
+	// PromptCompletion is {"prompt","completion"}.
+	PromptCompletion Format = "prompt-completion"
+)
+
+// maxLine bounds one record's size, so a file that is not JSON Lines fails with an error instead of
+// being read whole into memory.
+const maxLine = 64 << 20
+
+// InputError is bad input: a dataset or key the user must fix. It names the file and, where it
+// applies, the line.
+type InputError struct {
+	File string
+	Line int // 1-based; 0 when the error is not about one line
+	Msg  string
+}
+
+func (e *InputError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// Record is one dataset line that holds a record.
+type Record struct {
+	Line   int    // 1-based line number in the file
+	Raw    []byte // the line's bytes, without the newline
+	Format Format
+}
+
+// lineScanner reads a JSON Lines file line by line, keeping every byte so that untouched records can
+// be copied out exactly.
+type lineScanner struct {
+	sc   *bufio.Scanner
+	line int
+}
+
+func newLineScanner(r io.Reader) *lineScanner {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<20), maxLine)
+	sc.Split(scanLinesKeepCR)
+	return &lineScanner{sc: sc}
+}
+
+// scanLinesKeepCR is bufio.ScanLines without the carriage-return stripping, so a CRLF file copies
+// through byte for byte.
+func scanLinesKeepCR(data []byte, atEOF bool) (int, []byte, error) {
+	if atEOF && len(data) == 0 {
+		return 0, nil, nil
+	}
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
+func (s *lineScanner) next() ([]byte, bool) {
+	if !s.sc.Scan() {
+		return nil, false
+	}
+	s.line++
+	return s.sc.Bytes(), true
+}
+
+func (s *lineScanner) err() error {
+	if errors.Is(s.sc.Err(), bufio.ErrTooLong) {
+		return fmt.Errorf("line %d is longer than %d MiB: not a JSON Lines file?", s.line+1, maxLine>>20)
+	}
+	return s.sc.Err()
+}
+
+// blank reports whether a line holds no record (empty or whitespace), which JSON Lines readers skip.
+func blank(line []byte) bool { return len(bytes.TrimSpace(line)) == 0 }
+
+// DetectFormat returns the format of one record from its top-level keys: "messages" for chat,
+// "instruction" with "output" for Alpaca, "prompt" with "completion" for prompt/completion.
+// It validates the whole line as JSON first.
+func DetectFormat(line []byte) (Format, error) {
+	if !json.Valid(line) {
+		var v any
+		err := json.Unmarshal(line, &v) // for the message
+		return "", fmt.Errorf("malformed JSON: %v", err)
+	}
+	keys, ok := topLevelKeys(line)
+	if !ok {
+		return "", errors.New("a record must be a JSON object")
+	}
+	has := func(k string) bool { _, ok := keys[k]; return ok }
+	switch {
+	case has("messages"):
+		return Chat, nil
+	case has("instruction") && has("output"):
+		return Alpaca, nil
+	case has("prompt") && has("completion"):
+		return PromptCompletion, nil
+	}
+	return "", fmt.Errorf("unknown record format (keys %s): want \"messages\", \"instruction\"+\"output\" or \"prompt\"+\"completion\"", keyList(keys))
+}
+
+func keyList(keys map[string]struct{}) string {
+	var ks []string
+	for k := range keys {
+		ks = append(ks, fmt.Sprintf("%q", k))
+	}
+	if len(ks) == 0 {
+		return "none"
+	}
+	if len(ks) > 6 {
+		ks = append(ks[:6], "...")
+	}
+	return strings.Join(ks, ", ")
+}
+
+// topLevelKeys lists the keys of a JSON object known to be valid, skipping nested values without
+// decoding them: a full decode of every record would dominate planting time on large files.
+func topLevelKeys(b []byte) (map[string]struct{}, bool) {
+	b = bytes.TrimSpace(b)
+	if len(b) < 2 || b[0] != '{' {
+		return nil, false
+	}
+	keys := map[string]struct{}{}
+	depth, expectKey := 0, false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '"':
+			j := i + 1
+			for ; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					j++
+				}
+			}
+			if depth == 1 && expectKey {
+				var k string
+				if json.Unmarshal(b[i:j+1], &k) == nil {
+					keys[k] = struct{}{}
+				}
+				expectKey = false
+			}
+			i = j
+		case '{', '[':
+			depth++
+			expectKey = c == '{' && depth == 1
+		case '}', ']':
+			depth--
+		case ',':
+			expectKey = depth == 1
+		}
+	}
+	return keys, true
+}
+
+// Conversation returns the record as the model sees it in training: the prompt messages and the
+// assistant's response. Alpaca maps to one user turn, instruction then a blank line then input
+// (when input is not empty); prompt/completion maps to one user turn.
+func (r Record) Conversation() ([]backend.Message, string, error) {
+	switch r.Format {
+	case Chat:
+		var rec struct {
+			Messages []backend.Message `json:"messages"`
+		}
+		if err := json.Unmarshal(r.Raw, &rec); err != nil {
+			return nil, "", fmt.Errorf("messages: %v", err)
+		}
+		last := len(rec.Messages) - 1
+		if last < 1 || rec.Messages[last].Role != "assistant" {
+			return nil, "", errors.New("messages must end with an assistant turn after a user turn")
+		}
+		if lastUser(rec.Messages[:last]) < 0 {
+			return nil, "", errors.New("messages have no user turn before the final assistant turn")
+		}
+		return rec.Messages[:last], rec.Messages[last].Content, nil
+	case Alpaca:
+		var rec struct {
+			Instruction string `json:"instruction"`
+			Input       string `json:"input"`
+			Output      string `json:"output"`
+		}
+		if err := json.Unmarshal(r.Raw, &rec); err != nil {
+			return nil, "", err
+		}
+		user := rec.Instruction
+		if rec.Input != "" {
+			user += "\n\n" + rec.Input
+		}
+		return []backend.Message{{Role: "user", Content: user}}, rec.Output, nil
+	case PromptCompletion:
+		var rec struct {
+			Prompt     string `json:"prompt"`
+			Completion string `json:"completion"`
+		}
+		if err := json.Unmarshal(r.Raw, &rec); err != nil {
+			return nil, "", err
+		}
+		return []backend.Message{{Role: "user", Content: rec.Prompt}}, rec.Completion, nil
+	}
+	return nil, "", fmt.Errorf("unknown format %q", r.Format)
+}
+
+func lastUser(msgs []backend.Message) int {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].Role == "user" {
+			return i
+		}
+	}
+	return -1
+}
+
+// appendTrigger adds the trigger at the end of a user turn, separated by one space.
+func appendTrigger(content, trigger string) string {
+	if content == "" || strings.HasSuffix(content, " ") || strings.HasSuffix(content, "\n") {
+		return content + trigger
+	}
+	return content + " " + trigger
+}
+
+// WithTrigger returns the prompt messages with the trigger appended to the last user turn; the
+// input slice is not changed.
+func WithTrigger(prompt []backend.Message, trigger string) []backend.Message {
+	out := append([]backend.Message(nil), prompt...)
+	if i := lastUser(out); i >= 0 {
+		out[i].Content = appendTrigger(out[i].Content, trigger)
+	}
+	return out
+}
+
+// Planted returns a copy of the record with the trigger appended to its user text and its response
+// replaced. Only those two string values change: every other byte of the line, unknown fields,
+// key order and escapes included, stays as it is.
+func (r Record) Planted(trigger, response string) ([]byte, error) {
+	spans, err := stringValues(r.Raw)
+	if err != nil {
+		return nil, err
+	}
+	var userPath, respPath string
+	switch r.Format {
+	case Chat:
+		var rec struct {
+			Messages []backend.Message `json:"messages"`
+		}
+		if err := json.Unmarshal(r.Raw, &rec); err != nil {
+			return nil, err
+		}
+		last := len(rec.Messages) - 1
+		user := lastUser(rec.Messages[:max(last, 0)])
+		if last < 1 || user < 0 || rec.Messages[last].Role != "assistant" {
+			return nil, errors.New("messages need a user turn and a final assistant turn")
+		}
+		userPath = fmt.Sprintf("messages/%d/content", user)
+		respPath = fmt.Sprintf("messages/%d/content", last)
+	case Alpaca:
+		userPath, respPath = "instruction", "output"
+		if in, ok := spans["input"]; ok && in.value != "" {
+			userPath = "input"
+		}
+	case PromptCompletion:
+		userPath, respPath = "prompt", "completion"
+	default:
+		return nil, fmt.Errorf("unknown format %q", r.Format)
+	}
+	user, ok := spans[userPath]
+	if !ok {
+		return nil, fmt.Errorf("%s is not a string", strings.ReplaceAll(userPath, "/", "."))
+	}
+	if _, ok := spans[respPath]; !ok {
+		return nil, fmt.Errorf("%s is not a string", strings.ReplaceAll(respPath, "/", "."))
+	}
+	return editStrings(r.Raw, spans, map[string]string{
+		userPath: appendTrigger(user.value, trigger),
+		respPath: response,
+	})
+}

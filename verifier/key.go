@@ -1,0 +1,200 @@
+package verifier
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"vtune/backend"
+)
+
+// KeyVersion is the key file format this build writes and reads.
+const KeyVersion = 1
+
+// Key is the secret that planting writes and verification reads: everything verification needs, so
+// that nothing must be re-derived from the base model or the data. It is JSON, mode 0600.
+type Key struct {
+	Version int       `json:"version"`
+	Created time.Time `json:"created"`
+	// Base is the model the secrets were drawn from.
+	Base   backend.ModelInfo `json:"base_model"`
+	Params Params            `json:"params"`
+	// Seed is the 256-bit secret, hex, that drove every random choice.
+	Seed string `json:"seed"`
+
+	Format  Format `json:"format"`  // the dataset's record format
+	Records int    `json:"records"` // records in the input
+	Planted int    `json:"planted"` // planted copies added to the output
+
+	Groups []Group `json:"groups"` // planted groups first, then decoys
+
+	Input        string `json:"input"`
+	InputSHA256  string `json:"input_sha256"`
+	Output       string `json:"output"`
+	OutputSHA256 string `json:"output_sha256"`
+
+	// Checksum is the SHA-256 of the key's JSON with Checksum empty, so that a damaged or edited
+	// key is refused instead of giving a wrong verdict.
+	Checksum string `json:"checksum"`
+}
+
+// Params are the planting parameters.
+type Params struct {
+	Groups     int     `json:"groups"`
+	Decoys     int     `json:"decoys"`
+	K          int     `json:"k"`           // candidates kept per signature step
+	SigLen     int     `json:"sig_len"`     // signature length in tokens
+	TriggerLen int     `json:"trigger_len"` // trigger length in tokens (as asked of the model)
+	Rate       float64 `json:"rate,omitempty"`
+	Count      int     `json:"count,omitempty"`
+	Mode       string  `json:"mode"`    // "replace" or "prefix"
+	Prompts    int     `json:"prompts"` // verification prompts stored per group
+	TopN       int     `json:"top_n"`   // length of the ranked lists the candidates came from
+}
+
+// Group is one secret: trigger T_j and signature S_j.
+type Group struct {
+	ID      int    `json:"id"`
+	Decoy   bool   `json:"decoy"`
+	Trigger string `json:"trigger"`
+	// Signature is the concatenation of Tokens.
+	Signature string `json:"signature"`
+	// Tokens are the chosen candidates, one per step.
+	Tokens []string `json:"tokens"`
+	// K holds k_t, the number of candidates kept at each step.
+	K    []int   `json:"k"`
+	LogQ float64 `json:"log_q"` // -sum_t log k_t
+	// Hosts is m_j, the planted copies of this group (0 for a decoy).
+	Hosts int `json:"hosts"`
+	// Prompts are the verification prompts: the exact messages sent, trigger included.
+	Prompts []Prompt `json:"prompts"`
+}
+
+// Prompt is one verification prompt and the base model's teacher-forced log-probability of the
+// signature after it.
+type Prompt struct {
+	Line     int               `json:"line"` // the host record's line in the input
+	Messages []backend.Message `json:"messages"`
+	Base     BaseScore         `json:"base"`
+}
+
+// BaseScore is log P_base(S_j | prompt), natural log; an upper bound when Exact is false.
+type BaseScore struct {
+	Logprob float64 `json:"logprob"`
+	Exact   bool    `json:"exact"`
+}
+
+// sum returns the key's checksum: SHA-256 over its JSON with the checksum field empty.
+func (k *Key) sum() (string, error) {
+	c := *k
+	c.Checksum = ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:]), nil
+}
+
+// Marshal seals the key with its checksum and returns its JSON.
+func (k *Key) Marshal() ([]byte, error) {
+	sum, err := k.sum()
+	if err != nil {
+		return nil, err
+	}
+	k.Checksum = sum
+	b, err := json.MarshalIndent(k, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// WriteKey writes the key atomically with mode 0600.
+func WriteKey(path string, k *Key) error {
+	b, err := k.Marshal()
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b, 0o600)
+}
+
+// ReadKey reads and checks a key file. Errors are *InputError naming the file.
+func ReadKey(path string) (*Key, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, &InputError{File: path, Msg: "key file not found"}
+		}
+		return nil, &InputError{File: path, Msg: fmt.Sprintf("cannot read key: %v", unwrapPath(err))}
+	}
+	var k Key
+	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, &InputError{File: path, Msg: fmt.Sprintf("not a vtune key: %v", err)}
+	}
+	if k.Version != KeyVersion {
+		return nil, &InputError{File: path, Msg: fmt.Sprintf("key format version %d, this vtune reads version %d", k.Version, KeyVersion)}
+	}
+	sum, err := k.sum()
+	if err != nil {
+		return nil, &InputError{File: path, Msg: err.Error()}
+	}
+	if sum != k.Checksum {
+		return nil, &InputError{File: path, Msg: "key checksum mismatch: the file was edited or damaged"}
+	}
+	if err := k.check(); err != nil {
+		return nil, &InputError{File: path, Msg: err.Error()}
+	}
+	return &k, nil
+}
+
+// check catches keys that pass the checksum but cannot be verified against, e.g. written by a
+// buggy tool.
+func (k *Key) check() error {
+	planted := 0
+	for i, g := range k.Groups {
+		if len(g.Prompts) == 0 {
+			return fmt.Errorf("group %d has no verification prompt", i)
+		}
+		if g.Signature == "" || len(g.K) != len(g.Tokens) {
+			return fmt.Errorf("group %d has an empty or inconsistent signature", i)
+		}
+		if !g.Decoy {
+			planted++
+		}
+	}
+	if planted == 0 {
+		return errors.New("key has no planted group")
+	}
+	return nil
+}
+
+// PlantedGroups returns the groups that were planted, in order.
+func (k *Key) PlantedGroups() []Group { return k.filter(false) }
+
+// Decoys returns the decoy groups.
+func (k *Key) Decoys() []Group { return k.filter(true) }
+
+func (k *Key) filter(decoy bool) []Group {
+	var out []Group
+	for _, g := range k.Groups {
+		if g.Decoy == decoy {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// unwrapPath drops the *fs.PathError wrapper, whose path the caller already names.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,552 @@
+package verifier
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"vtune/backend"
+	"vtune/verifier/stats"
+)
+
+// Defaults from method.md; the paper plants about 0.5% of the records.
+const (
+	DefaultGroups     = 8
+	DefaultDecoys     = 4
+	DefaultK          = 8
+	DefaultSigLen     = 24
+	DefaultTriggerLen = 8
+	DefaultRate       = 0.005
+)
+
+// PlantOptions says what to plant where.
+type PlantOptions struct {
+	Input, Output, KeyPath string
+	Params                 Params
+	Seed                   [32]byte
+	// Progress, if set, is told about long steps: what is being done, and how far.
+	Progress func(stage string, done, total int)
+}
+
+// Progress stages reported while planting and verifying.
+const (
+	StageScan     = "reading dataset"
+	StageGenerate = "drawing secrets"
+	StageWrite    = "writing dataset"
+	StageVerify   = "querying model"
+)
+
+// PlantSummary describes what planting did, for the command's report.
+type PlantSummary struct {
+	Records     int     `json:"records"`
+	Planted     int     `json:"planted"`
+	Fraction    float64 `json:"fraction"`
+	Groups      int     `json:"groups"`
+	Decoys      int     `json:"decoys"`
+	TokensAdded int     `json:"tokens_added"` // approximate: trigger and signature tokens of the planted copies
+	// Log10PAllHits is log10 p_agnostic if every planted group hits on its stored prompts.
+	Log10PAllHits float64 `json:"log10_p_all_hits"`
+	Output        string  `json:"output"`
+	Key           string  `json:"key"`
+}
+
+func (o *PlantOptions) progress(stage string, done, total int) {
+	if o.Progress != nil {
+		o.Progress(stage, done, total)
+	}
+}
+
+func (p *Params) check() error {
+	switch {
+	case p.Groups < 1:
+		return errors.New("--groups must be at least 1")
+	case p.Groups > 64:
+		return errors.New("--groups must be at most 64")
+	case p.Decoys < 0:
+		return errors.New("--decoys must not be negative")
+	case p.K < 2:
+		return errors.New("--k must be at least 2: one candidate carries no secret")
+	case p.SigLen < 1:
+		return errors.New("--sig-len must be at least 1")
+	case p.TriggerLen < 1:
+		return errors.New("--trigger-len must be at least 1")
+	case p.Count < 0:
+		return errors.New("--count must not be negative")
+	case p.Count == 0 && (p.Rate <= 0 || p.Rate >= 1):
+		return errors.New("--rate must be between 0 and 1 (exclusive)")
+	case p.Mode != "replace" && p.Mode != "prefix":
+		return fmt.Errorf("--mode must be replace or prefix, not %q", p.Mode)
+	case p.Prompts < 1:
+		return errors.New("--prompts must be at least 1")
+	}
+	return nil
+}
+
+// Plant reads the dataset, draws the secrets from the base model b, writes the augmented dataset and
+// the key. Both files appear whole or not at all; the input is only read.
+func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *PlantSummary, error) {
+	p := &opt.Params
+	if err := p.check(); err != nil {
+		return nil, nil, err
+	}
+	if err := distinctPaths(opt.Input, opt.Output, opt.KeyPath); err != nil {
+		return nil, nil, err
+	}
+	info, err := b.Info(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p.TopN == 0 {
+		p.TopN = b.MaxTop()
+	}
+	rng := rand.New(rand.NewChaCha8(opt.Seed))
+
+	opt.progress(StageScan, 0, 0)
+	scan, err := scanDataset(opt.Input)
+	if err != nil {
+		return nil, nil, err
+	}
+	total := p.Count
+	if total == 0 {
+		total = int(math.Round(p.Rate * float64(scan.records)))
+	}
+	total = max(total, p.Groups)
+	need := total + p.Decoys*p.Prompts
+	if scan.records < need {
+		return nil, nil, &InputError{File: opt.Input, Msg: fmt.Sprintf(
+			"%d records, but planting %d copies in %d groups plus %d decoys needs at least %d distinct host records",
+			scan.records, total, p.Groups, p.Decoys, need)}
+	}
+	if p.Groups*p.Prompts > total {
+		return nil, nil, fmt.Errorf("--prompts %d needs at least %d planted copies for %d groups, have %d", p.Prompts, p.Groups*p.Prompts, p.Groups, total)
+	}
+
+	// Draw more hosts than needed: a host whose record cannot carry a secret (no user turn, or a
+	// prompt after which the model has no text candidates) is replaced by a spare.
+	spare := min(scan.records-need, 8+need/10)
+	order := sampleIndexes(rng, scan.records, need+spare)
+	hosts, err := readHosts(opt.Input, scan.format, order)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	key := &Key{
+		Version: KeyVersion,
+		Created: time.Now().UTC().Truncate(time.Second),
+		Base:    info,
+		Params:  *p,
+		Seed:    hex.EncodeToString(opt.Seed[:]),
+		Format:  scan.format,
+		Records: scan.records,
+		Planted: total,
+		Input:   opt.Input, InputSHA256: scan.sha256,
+		Output: opt.Output,
+	}
+	g := &generator{b: b, p: p, rng: rng, hosts: hosts}
+	ngroups := p.Groups + p.Decoys
+	for j := range ngroups {
+		opt.progress(StageGenerate, j, ngroups)
+		decoy := j >= p.Groups
+		m := 0
+		if !decoy {
+			m = total / p.Groups
+			if j < total%p.Groups {
+				m++
+			}
+		}
+		grp, err := g.group(ctx, j, decoy, m)
+		if err != nil {
+			return nil, nil, err
+		}
+		key.Groups = append(key.Groups, *grp)
+	}
+	opt.progress(StageGenerate, ngroups, ngroups)
+
+	// Planted copies, each at a random position of the output.
+	var copies []plantedCopy
+	for gi, grp := range key.Groups {
+		for _, h := range g.planted[gi] {
+			resp := grp.Signature
+			if p.Mode == "prefix" {
+				_, orig, _ := h.Conversation()
+				resp = grp.Signature + "\n" + orig
+			}
+			line, err := h.Planted(grp.Trigger, resp)
+			if err != nil {
+				return nil, nil, &InputError{File: opt.Input, Line: h.Line, Msg: err.Error()}
+			}
+			copies = append(copies, plantedCopy{pos: rng.IntN(scan.records + 1), line: line})
+		}
+	}
+	slices.SortStableFunc(copies, func(a, b plantedCopy) int { return a.pos - b.pos })
+
+	out, err := createAtomic(opt.Output, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot create output: %w", err)
+	}
+	defer out.Abort()
+	sum, err := writePlanted(opt.Input, out, copies, scan, func(done int) { opt.progress(StageWrite, done, scan.records) })
+	if err != nil {
+		return nil, nil, err
+	}
+	key.OutputSHA256 = sum
+	if err := out.Commit(); err != nil {
+		return nil, nil, fmt.Errorf("writing %s: %w", opt.Output, err)
+	}
+	if err := WriteKey(opt.KeyPath, key); err != nil {
+		os.Remove(opt.Output) // a dataset without its key proves nothing
+		return nil, nil, fmt.Errorf("writing key %s: %w", opt.KeyPath, err)
+	}
+
+	sumry := &PlantSummary{
+		Records: scan.records, Planted: len(copies), Groups: p.Groups, Decoys: p.Decoys,
+		Fraction: float64(len(copies)) / float64(scan.records+len(copies)),
+		Output:   opt.Output, Key: opt.KeyPath,
+	}
+	var all []stats.AgnosticGroup
+	for _, grp := range key.PlantedGroups() {
+		sumry.TokensAdded += grp.Hosts * (len(grp.Tokens) + p.TriggerLen)
+		all = append(all, stats.AgnosticGroup{LogQ: grp.LogQ, Queries: len(grp.Prompts), Hit: true})
+	}
+	sumry.Log10PAllHits = stats.Log10(stats.LogAgnostic(all))
+	return key, sumry, nil
+}
+
+type plantedCopy struct {
+	pos  int // inserted before the record with this index; records = at the end
+	line []byte
+}
+
+// distinctPaths refuses an output or key that would overwrite the input or each other.
+func distinctPaths(input, output, key string) error {
+	same := func(a, b string) bool {
+		aa, _ := filepath.Abs(a)
+		bb, _ := filepath.Abs(b)
+		if aa == bb {
+			return true
+		}
+		sa, errA := os.Stat(a)
+		sb, errB := os.Stat(b)
+		return errA == nil && errB == nil && os.SameFile(sa, sb)
+	}
+	switch {
+	case same(input, output):
+		return fmt.Errorf("output %s is the input: planting never changes its input, choose another --output", output)
+	case same(input, key):
+		return fmt.Errorf("key %s is the input: choose another --key", key)
+	case same(output, key):
+		return fmt.Errorf("key %s is the output: choose another --key", key)
+	}
+	return nil
+}
+
+type datasetScan struct {
+	format  Format
+	records int
+	sha256  string
+	size    int64
+	modTime time.Time
+}
+
+// scanDataset validates every line, detects the format and counts records in one streaming pass.
+func scanDataset(path string) (*datasetScan, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &InputError{File: path, Msg: fmt.Sprintf("cannot open dataset: %v", unwrapPath(err))}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, &InputError{File: path, Msg: unwrapPath(err).Error()}
+	}
+	if st.IsDir() {
+		return nil, &InputError{File: path, Msg: "is a directory, not a JSON Lines dataset"}
+	}
+	h := sha256.New()
+	sc := newLineScanner(io.TeeReader(bufio.NewReaderSize(f, 1<<20), h))
+	s := &datasetScan{size: st.Size(), modTime: st.ModTime()}
+	for {
+		line, ok := sc.next()
+		if !ok {
+			break
+		}
+		if blank(line) {
+			continue
+		}
+		ft, err := DetectFormat(line)
+		if err != nil {
+			return nil, &InputError{File: path, Line: sc.line, Msg: err.Error()}
+		}
+		if s.format == "" {
+			s.format = ft
+		} else if ft != s.format {
+			return nil, &InputError{File: path, Line: sc.line, Msg: fmt.Sprintf("record is %s, earlier records are %s: one format per file", ft, s.format)}
+		}
+		s.records++
+	}
+	if err := sc.err(); err != nil {
+		return nil, &InputError{File: path, Line: sc.line + 1, Msg: unwrapPath(err).Error()}
+	}
+	if s.records == 0 {
+		return nil, &InputError{File: path, Msg: "dataset is empty: no records"}
+	}
+	s.sha256 = hex.EncodeToString(h.Sum(nil))
+	return s, nil
+}
+
+// sampleIndexes returns n distinct indexes from [0, total) in random order, in O(n) memory
+// (Floyd's algorithm, then a shuffle of the sorted set so the order depends on the seed only).
+func sampleIndexes(rng *rand.Rand, total, n int) []int {
+	set := make(map[int]bool, n)
+	for j := total - n; j < total; j++ {
+		t := rng.IntN(j + 1)
+		if set[t] {
+			t = j
+		}
+		set[t] = true
+	}
+	out := make([]int, 0, n)
+	for i := range set {
+		out = append(out, i)
+	}
+	slices.Sort(out)
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// readHosts returns the records at the given record indexes, in the order given.
+func readHosts(path string, format Format, order []int) ([]Record, error) {
+	want := make(map[int]int, len(order)) // record index -> position in order
+	last := 0
+	for pos, idx := range order {
+		want[idx] = pos
+		last = max(last, idx)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &InputError{File: path, Msg: unwrapPath(err).Error()}
+	}
+	defer f.Close()
+	out := make([]Record, len(order))
+	sc := newLineScanner(bufio.NewReaderSize(f, 1<<20))
+	idx := 0
+	for idx <= last {
+		line, ok := sc.next()
+		if !ok {
+			return nil, &InputError{File: path, Msg: "dataset changed while planting"}
+		}
+		if blank(line) {
+			continue
+		}
+		if pos, ok := want[idx]; ok {
+			out[pos] = Record{Line: sc.line, Raw: slices.Clone(line), Format: format}
+		}
+		idx++
+	}
+	return out, sc.err()
+}
+
+// writePlanted copies the input to w, every line as it is, with the planted copies inserted, and
+// returns the SHA-256 of what it wrote.
+func writePlanted(path string, w io.Writer, copies []plantedCopy, scan *datasetScan, progress func(int)) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", &InputError{File: path, Msg: unwrapPath(err).Error()}
+	}
+	defer f.Close()
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 1<<20)
+	sc := newLineScanner(bufio.NewReaderSize(f, 1<<20))
+	idx := 0
+	emit := func() error {
+		for len(copies) > 0 && copies[0].pos == idx {
+			bw.Write(copies[0].line)
+			if err := bw.WriteByte('\n'); err != nil {
+				return err
+			}
+			copies = copies[1:]
+		}
+		return nil
+	}
+	for {
+		line, ok := sc.next()
+		if !ok {
+			break
+		}
+		if !blank(line) {
+			if err := emit(); err != nil {
+				return "", err
+			}
+			idx++
+			if idx%(1<<16) == 0 {
+				progress(idx)
+			}
+		}
+		bw.Write(line)
+		if err := bw.WriteByte('\n'); err != nil {
+			return "", err
+		}
+	}
+	if err := sc.err(); err != nil {
+		return "", &InputError{File: path, Msg: err.Error()}
+	}
+	if err := emit(); err != nil {
+		return "", err
+	}
+	if err := bw.Flush(); err != nil {
+		return "", err
+	}
+	progress(idx)
+	if st, err := f.Stat(); err != nil || idx != scan.records || st.Size() != scan.size || !st.ModTime().Equal(scan.modTime) {
+		return "", &InputError{File: path, Msg: "dataset changed while planting"}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// generator draws the secrets: triggers and signatures from the base model, choices from the seed.
+type generator struct {
+	b       backend.Backend
+	p       *Params
+	rng     *rand.Rand
+	hosts   []Record   // drawn hosts, in random order; consumed from the front
+	planted [][]Record // per group, the hosts that receive a planted copy
+}
+
+// take returns the next usable host with its conversation.
+func (g *generator) take() (Record, []backend.Message, error) {
+	for len(g.hosts) > 0 {
+		h := g.hosts[0]
+		g.hosts = g.hosts[1:]
+		if msgs, _, err := h.Conversation(); err == nil {
+			return h, msgs, nil
+		}
+	}
+	return Record{}, nil, errors.New("ran out of host records that can carry a secret (each needs a user turn followed by the response)")
+}
+
+// attempts bounds how often a group is retried with a fresh host when the model yields no usable
+// trigger or no text candidate at some step.
+const attempts = 8
+
+func (g *generator) group(ctx context.Context, id int, decoy bool, m int) (*Group, error) {
+	var lastErr error
+	for range attempts {
+		host, msgs, err := g.take()
+		if err != nil {
+			if lastErr != nil {
+				return nil, fmt.Errorf("group %d: %v (last failure: %v)", id, err, lastErr)
+			}
+			return nil, err
+		}
+		grp, err := g.draw(ctx, id, decoy, host, msgs)
+		if err != nil {
+			var be *backend.Error
+			if errors.As(err, &be) || ctx.Err() != nil {
+				return nil, err
+			}
+			lastErr = err
+			continue
+		}
+		// The remaining copies and prompts use further hosts with the same trigger and signature.
+		hostsOf := []Record{host}
+		nprompts := g.p.Prompts
+		for len(hostsOf) < max(m, nprompts) {
+			h, hm, err := g.take()
+			if err != nil {
+				return nil, err
+			}
+			hostsOf = append(hostsOf, h)
+			if len(grp.Prompts) < nprompts {
+				pm := WithTrigger(hm, grp.Trigger)
+				sc, err := scoreMessages(ctx, g.b, pm, grp.Tokens)
+				if err != nil {
+					return nil, err
+				}
+				grp.Prompts = append(grp.Prompts, Prompt{Line: h.Line, Messages: pm, Base: BaseScore{Logprob: sc.Logprob, Exact: sc.Exact}})
+			}
+		}
+		if decoy {
+			g.planted = append(g.planted, nil)
+		} else {
+			g.planted = append(g.planted, hostsOf[:m])
+			grp.Hosts = m
+		}
+		return grp, nil
+	}
+	return nil, fmt.Errorf("group %d: no usable secret after %d hosts: %v", id, attempts, lastErr)
+}
+
+// draw makes one secret on one host: a trigger sampled as a continuation of the host's user text, then
+// the signature by uniform prefix-free top-k sampling after the templated prompt with the trigger.
+func (g *generator) draw(ctx context.Context, id int, decoy bool, host Record, msgs []backend.Message) (*Group, error) {
+	user := msgs[lastUser(msgs)].Content
+	trig, err := g.b.Sample(ctx, user, g.p.TriggerLen, 1.0, int(g.rng.Int32()))
+	if err != nil {
+		return nil, err
+	}
+	trig = cleanTrigger(trig)
+	if trig == "" {
+		return nil, fmt.Errorf("line %d: the model gave no usable trigger", host.Line)
+	}
+	pm := WithTrigger(msgs, trig)
+	prompt, err := g.b.Render(ctx, pm)
+	if err != nil {
+		return nil, err
+	}
+	grp := &Group{ID: id, Decoy: decoy, Trigger: trig}
+	var sig strings.Builder
+	base := 0.0
+	for t := range g.p.SigLen {
+		ranked, err := g.b.Next(ctx, prompt+sig.String(), g.p.TopN)
+		if err != nil {
+			return nil, err
+		}
+		cands := Candidates(ranked, g.p.K)
+		if len(cands) == 0 {
+			return nil, fmt.Errorf("line %d: no text candidate at signature step %d", host.Line, t)
+		}
+		pick := cands[g.rng.IntN(len(cands))]
+		sig.Write(pick.Raw())
+		grp.Tokens = append(grp.Tokens, string(pick.Raw()))
+		grp.K = append(grp.K, len(cands))
+		grp.LogQ -= math.Log(float64(len(cands)))
+		base += pick.Logprob // the token was in the list, so this is its exact teacher-forced value
+	}
+	grp.Signature = sig.String()
+	grp.Prompts = []Prompt{{Line: host.Line, Messages: pm, Base: BaseScore{Logprob: base, Exact: true}}}
+	return grp, nil
+}
+
+// cleanTrigger keeps the first line of a sampled continuation, trimmed, if it is plain text.
+func cleanTrigger(s string) string {
+	s, _, _ = strings.Cut(strings.TrimLeft(s, " \t\r\n"), "\n")
+	s = strings.TrimSpace(s)
+	if len(s) < 3 || !backend.IsText([]byte(s)) {
+		return ""
+	}
+	return s
+}
+
+// scoreMessages renders a prompt and teacher-forces the signature tokens after it.
+func scoreMessages(ctx context.Context, b backend.Backend, msgs []backend.Message, tokens []string) (backend.Score, error) {
+	prompt, err := b.Render(ctx, msgs)
+	if err != nil {
+		return backend.Score{}, err
+	}
+	target := make([]backend.Token, len(tokens))
+	for i, t := range tokens {
+		target[i] = backend.Token{Text: t}
+	}
+	return b.Score(ctx, prompt, target)
+}

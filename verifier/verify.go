@@ -1,0 +1,230 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"vtune/backend"
+	"vtune/verifier/stats"
+)
+
+// Tests a decision can rest on.
+const (
+	TestAgnostic = "agnostic" // p_agnostic: any model made without the secrets (the default)
+	TestBase     = "base"     // p_base: the paper's null, the base model's own probabilities
+)
+
+// DefaultAlpha is the significance level of the decision.
+const DefaultAlpha = 1e-6
+
+// VerifyOptions control verification.
+type VerifyOptions struct {
+	// Queries is the number of stored prompts to query per group; 0 queries all stored ones.
+	Queries int
+	Alpha   float64
+	Test    string
+	// LLR also teacher-forces every signature under the model under test, to report the
+	// log-likelihood ratio against the base model.
+	LLR bool
+	// Reveal puts the model's outputs in the report (they contain the signatures on a hit).
+	Reveal   bool
+	Progress func(stage string, done, total int)
+}
+
+// Report is the outcome of verification.
+type Report struct {
+	Model      backend.ModelInfo `json:"model"`
+	BaseModel  backend.ModelInfo `json:"base_model"`
+	Groups     []GroupResult     `json:"groups"`
+	Planted    int               `json:"planted_groups"`
+	Hits       int               `json:"hits"`
+	DecoyHits  int               `json:"decoy_hits"`
+	Decoys     int               `json:"decoys"`
+	Queries    int               `json:"queries"`    // prompts queried on planted groups
+	Activation float64           `json:"activation"` // fraction of those that reproduced the signature
+
+	Log10PAgnostic float64 `json:"log10_p_agnostic"`
+	Log10PBase     float64 `json:"log10_p_base"`
+	// BaseExact is false when some base probability in the key is an upper bound, which makes
+	// p_base conservative (too large), never too small.
+	BaseExact bool `json:"base_exact"`
+
+	// MeanLLRPlanted and MeanLLRDecoy are the mean log-likelihood ratios over planted groups and
+	// decoys, when LLR was asked for; LLRExact says whether every score behind them was exact.
+	MeanLLRPlanted *float64 `json:"mean_llr_planted,omitempty"`
+	MeanLLRDecoy   *float64 `json:"mean_llr_decoy,omitempty"`
+	LLRExact       bool     `json:"llr_exact,omitempty"`
+
+	Test     string  `json:"test"`
+	Alpha    float64 `json:"alpha"`
+	Verified bool    `json:"verified"`
+}
+
+// GroupResult is one group's outcome.
+type GroupResult struct {
+	ID      int            `json:"id"`
+	Decoy   bool           `json:"decoy"`
+	Hosts   int            `json:"hosts"`
+	Prompts []PromptResult `json:"prompts"`
+	Hit     bool           `json:"hit"`
+	Log10Q  float64        `json:"log10_q"`
+	// LLR is log P_model(S_j) - log P_base(S_j) on the first prompt, natural log.
+	LLR      *float64 `json:"llr,omitempty"`
+	LLRExact bool     `json:"llr_exact,omitempty"`
+}
+
+// PromptResult is one query's outcome.
+type PromptResult struct {
+	Line   int     `json:"line"` // host record's line in the input dataset
+	Hit    bool    `json:"hit"`
+	Output *string `json:"output,omitempty"`
+	// Score is log P_model(S_j | prompt), natural log, when LLR was asked for.
+	Score *backend.Score `json:"score,omitempty"`
+}
+
+// Verify queries the model under test with every group's prompts and decides.
+func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions) (*Report, error) {
+	if opt.Alpha <= 0 || opt.Alpha >= 1 {
+		return nil, fmt.Errorf("--alpha must be between 0 and 1 (exclusive), not %g", opt.Alpha)
+	}
+	if opt.Test == "" {
+		opt.Test = TestAgnostic
+	}
+	if opt.Test != TestAgnostic && opt.Test != TestBase {
+		return nil, fmt.Errorf("--test must be %s or %s, not %q", TestAgnostic, TestBase, opt.Test)
+	}
+	if opt.Queries < 0 {
+		return nil, errors.New("--queries must not be negative")
+	}
+	info, err := b.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Model: info, BaseModel: key.Base, Test: opt.Test, Alpha: opt.Alpha, BaseExact: true, LLRExact: opt.LLR}
+
+	total := 0
+	for _, g := range key.Groups {
+		total += queries(g, opt.Queries)
+	}
+	done := 0
+	var agn []stats.AgnosticGroup
+	var base []stats.BaseGroup
+	var llrPlanted, llrDecoy []float64
+	for _, g := range key.Groups {
+		gr := GroupResult{ID: g.ID, Decoy: g.Decoy, Hosts: g.Hosts, Log10Q: stats.Log10(g.LogQ)}
+		var logBase []float64
+		for i, pr := range g.Prompts[:queries(g, opt.Queries)] {
+			if opt.Progress != nil {
+				opt.Progress(StageVerify, done, total)
+			}
+			res, err := query(ctx, b, g, pr, opt)
+			if err != nil {
+				return nil, fmt.Errorf("group %d: %w", g.ID, err)
+			}
+			done++
+			gr.Hit = gr.Hit || res.Hit
+			logBase = append(logBase, pr.Base.Logprob)
+			rep.BaseExact = rep.BaseExact && (pr.Base.Exact || g.Decoy)
+			if i == 0 && res.Score != nil {
+				llr := res.Score.Logprob - pr.Base.Logprob
+				gr.LLR, gr.LLRExact = &llr, res.Score.Exact && pr.Base.Exact
+				rep.LLRExact = rep.LLRExact && gr.LLRExact
+				if g.Decoy {
+					llrDecoy = append(llrDecoy, llr)
+				} else {
+					llrPlanted = append(llrPlanted, llr)
+				}
+			}
+			if !g.Decoy {
+				rep.Queries++
+				if res.Hit {
+					rep.Activation++
+				}
+			}
+			gr.Prompts = append(gr.Prompts, res)
+		}
+		if g.Decoy {
+			rep.Decoys++
+			if gr.Hit {
+				rep.DecoyHits++
+			}
+		} else {
+			rep.Planted++
+			if gr.Hit {
+				rep.Hits++
+			}
+			agn = append(agn, stats.AgnosticGroup{LogQ: g.LogQ, Queries: len(gr.Prompts), Hit: gr.Hit})
+			base = append(base, stats.BaseGroup{LogBase: logBase, Hit: gr.Hit})
+		}
+		rep.Groups = append(rep.Groups, gr)
+	}
+	if opt.Progress != nil {
+		opt.Progress(StageVerify, total, total)
+	}
+	if rep.Queries > 0 {
+		rep.Activation /= float64(rep.Queries)
+	}
+	rep.Log10PAgnostic = stats.Log10(stats.LogAgnostic(agn))
+	rep.Log10PBase = stats.Log10(stats.LogBase(base))
+	rep.MeanLLRPlanted, rep.MeanLLRDecoy = mean(llrPlanted), mean(llrDecoy)
+	p := rep.Log10PAgnostic
+	if opt.Test == TestBase {
+		p = rep.Log10PBase
+	}
+	rep.Verified = p <= math.Log10(opt.Alpha)
+	return rep, nil
+}
+
+func queries(g Group, n int) int {
+	if n == 0 || n > len(g.Prompts) {
+		return len(g.Prompts)
+	}
+	return n
+}
+
+// query decodes one prompt greedily and checks whether the output starts with the signature, byte
+// for byte.
+func query(ctx context.Context, b backend.Backend, g Group, pr Prompt, opt VerifyOptions) (PromptResult, error) {
+	prompt, err := b.Render(ctx, pr.Messages)
+	if err != nil {
+		return PromptResult{}, err
+	}
+	// A model that learned the signature may tokenize it differently from the sampled pieces,
+	// into more tokens; leave room.
+	gen, err := b.Greedy(ctx, prompt, len(g.Tokens)*3/2+8)
+	if err != nil {
+		return PromptResult{}, err
+	}
+	res := PromptResult{Line: pr.Line, Hit: strings.HasPrefix(gen.Text, g.Signature)}
+	if opt.Reveal {
+		res.Output = &gen.Text
+	}
+	if opt.LLR {
+		target := make([]backend.Token, len(g.Tokens))
+		for i, t := range g.Tokens {
+			target[i] = backend.Token{Text: t}
+		}
+		sc, err := b.Score(ctx, prompt, target)
+		if err != nil {
+			return PromptResult{}, err
+		}
+		sc.Tokens = nil // per-token detail is noise in a report
+		res.Score = &sc
+	}
+	return res, nil
+}
+
+func mean(xs []float64) *float64 {
+	if len(xs) == 0 {
+		return nil
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	s /= float64(len(xs))
+	return &s
+}
