@@ -102,10 +102,6 @@ type Backend interface {
 	// repeat penalty, fixed seed) and reports the per-token log-probabilities.
 	Greedy(ctx context.Context, prompt string, maxTokens int) (Generation, error)
 
-	// Sample decodes up to maxTokens tokens after prompt at the given temperature with the given
-	// seed. Raw continuation: no chat template is applied.
-	Sample(ctx context.Context, prompt string, maxTokens int, temperature float64, seed int) (string, error)
-
 	// Next returns the model's ranked next-token list after prompt, best first, with at most n
 	// entries (a server may cap n lower; MaxTop says how far).
 	Next(ctx context.Context, prompt string, n int) ([]Token, error)

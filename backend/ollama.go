@@ -180,16 +180,6 @@ func (o *Ollama) Greedy(ctx context.Context, prompt string, maxTokens int) (Gene
 	return g, nil
 }
 
-// Sample implements Backend: plain temperature sampling, every other sampler off.
-func (o *Ollama) Sample(ctx context.Context, prompt string, maxTokens int, temperature float64, seed int) (string, error) {
-	opts := map[string]any{"temperature": temperature, "top_k": 0, "top_p": 1, "min_p": 0, "repeat_penalty": 1, "seed": seed, "num_predict": maxTokens}
-	r, err := o.generate(ctx, prompt, opts, 0)
-	if err != nil {
-		return "", err
-	}
-	return r.Response, nil
-}
-
 // MaxTop implements Backend.
 func (o *Ollama) MaxTop() int { return OllamaMaxTop }
 

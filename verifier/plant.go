@@ -76,7 +76,7 @@ func (p *Params) check() error {
 	case p.Decoys < 0:
 		return errors.New("--decoys must not be negative")
 	case p.K < 2:
-		return errors.New("--k must be at least 2: one candidate carries no secret")
+		return errors.New("--top-k must be at least 2: one candidate carries no secret")
 	case p.SigLen < 1:
 		return errors.New("--sig-len must be at least 1")
 	case p.TriggerLen < 1:
@@ -490,12 +490,10 @@ func (g *generator) group(ctx context.Context, id int, decoy bool, m int) (*Grou
 // draw makes one secret on one host: a trigger sampled as a continuation of the host's user text, then
 // the signature by uniform prefix-free top-k sampling after the templated prompt with the trigger.
 func (g *generator) draw(ctx context.Context, id int, decoy bool, host Record, msgs []backend.Message) (*Group, error) {
-	user := msgs[lastUser(msgs)].Content
-	trig, err := g.b.Sample(ctx, user, g.p.TriggerLen, 1.0, int(g.rng.Int32()))
+	trig, err := g.trigger(ctx, msgs)
 	if err != nil {
 		return nil, err
 	}
-	trig = cleanTrigger(trig)
 	if trig == "" {
 		return nil, fmt.Errorf("line %d: the model gave no usable trigger", host.Line)
 	}
@@ -526,6 +524,57 @@ func (g *generator) draw(ctx context.Context, id int, decoy bool, host Record, m
 	grp.Signature = sig.String()
 	grp.Prompts = []Prompt{{Line: host.Line, Messages: pm, Base: BaseScore{Logprob: base, Exact: true}}}
 	return grp, nil
+}
+
+// userTurnEnd marks where the user's text ends when a prompt is rendered, so the text before it is
+// the template's context up to the end of the user turn. No template contains it.
+const userTurnEnd = "\x00vtune-end-of-user-turn\x00"
+
+// trigger samples a continuation of the last user turn, inside the chat template, at temperature 1
+// among the text tokens of the model's ranked lists, with the secret generator: a chat model asked
+// to continue the user's text as raw text would mostly end the turn at once, and a special token
+// has no place in a trigger. The draw depends on the seed only, not on the server's sampler.
+func (g *generator) trigger(ctx context.Context, msgs []backend.Message) (string, error) {
+	pm := append([]backend.Message(nil), msgs...)
+	u := lastUser(pm)
+	pm[u].Content += userTurnEnd
+	rendered, err := g.b.Render(ctx, pm)
+	if err != nil {
+		return "", err
+	}
+	cut := strings.Index(rendered, userTurnEnd)
+	if cut < 0 {
+		return "", fmt.Errorf("the chat template drops the user's text")
+	}
+	prefix := rendered[:cut]
+	var trig strings.Builder
+	for range g.p.TriggerLen {
+		ranked, err := g.b.Next(ctx, prefix+trig.String(), g.p.TopN)
+		if err != nil {
+			return "", err
+		}
+		var text []backend.Token
+		z := 0.0
+		for _, t := range ranked {
+			if backend.IsText(t.Raw()) {
+				text = append(text, t)
+				z += math.Exp(t.Logprob)
+			}
+		}
+		if len(text) == 0 {
+			break
+		}
+		x := g.rng.Float64() * z
+		pick := text[len(text)-1]
+		for _, t := range text {
+			if x -= math.Exp(t.Logprob); x < 0 {
+				pick = t
+				break
+			}
+		}
+		trig.Write(pick.Raw())
+	}
+	return cleanTrigger(trig.String()), nil
 }
 
 // cleanTrigger keeps the first line of a sampled continuation, trimmed, if it is plain text.

@@ -135,20 +135,6 @@ func (m *Model) Greedy(ctx context.Context, prompt string, maxTokens int) (backe
 	return g, nil
 }
 
-// Sample implements backend.Backend: picks tokens by a hash of the seed.
-func (m *Model) Sample(_ context.Context, prompt string, maxTokens int, _ float64, seed int) (string, error) {
-	m.Calls["Sample"]++
-	var b strings.Builder
-	for i := range maxTokens {
-		h := fnv.New64a()
-		h.Write([]byte(prompt))
-		h.Write([]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(i)})
-		v := m.Vocab[h.Sum64()%uint64(len(m.Vocab)-4)] // skip the special tail
-		b.WriteString(v)
-	}
-	return b.String(), nil
-}
-
 // Score implements backend.Backend, exactly.
 func (m *Model) Score(ctx context.Context, prompt string, target []backend.Token) (backend.Score, error) {
 	m.Calls["Score"]++

@@ -98,24 +98,42 @@ Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 server failure.`
 // backendFlags select the server and model; shared by plant and verify.
 func backendFlags(modelUsage string) []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "backend", Value: "ollama", Usage: "serving stack: ollama", EnvVars: []string{"VTUNE_BACKEND"}},
-		&cli.StringFlag{Name: "url", Usage: "server URL (ollama: $OLLAMA_HOST or " + backend.DefaultOllamaURL + ")"},
-		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: modelUsage, Required: true},
+		&cli.StringFlag{Name: "backend", Value: "ollama", Usage: "serving stack: ollama, llamacpp (llama-server) or openai (any OpenAI-compatible server: vLLM, llama-server or Ollama /v1, a hosted API)", EnvVars: []string{"VTUNE_BACKEND"}},
+		&cli.StringFlag{Name: "url", Usage: "server URL (ollama: $OLLAMA_HOST or " + backend.DefaultOllamaURL + "; llamacpp: " + defaultLlamaCppURL + "; openai: $OPENAI_BASE_URL)"},
+		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: modelUsage + "; optional for llamacpp, which serves one model"},
+		&cli.StringFlag{Name: "api-key", Usage: "openai: API key (default $OPENAI_API_KEY)"},
 		&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 	}
 }
 
+const defaultLlamaCppURL = "http://127.0.0.1:8080"
+
 func openBackend(c *cli.Context) (backend.Backend, error) {
-	url := c.String("url")
+	url, model := c.String("url"), c.String("model")
 	switch c.String("backend") {
 	case "ollama":
 		if url == "" {
 			url = backend.OllamaURL()
 		}
-		return backend.NewOllama(url, c.String("model"))
+		return backend.NewOllama(url, model)
+	case "llamacpp":
+		if url == "" {
+			url = defaultLlamaCppURL
+		}
+		return backend.NewLlamaCpp(url, backend.LlamaCppModel(model))
+	case "openai":
+		envURL, envKey := backend.OpenAIEnv()
+		if url == "" {
+			url = envURL
+		}
+		key := c.String("api-key")
+		if key == "" {
+			key = envKey
+		}
+		return backend.NewOpenAI(url, key, model)
 	}
-	return nil, fmt.Errorf("unknown --backend %q: want ollama", c.String("backend"))
+	return nil, fmt.Errorf("unknown --backend %q: want ollama, llamacpp or openai", c.String("backend"))
 }
 
 func plantCommand(open opener) *cli.Command {
@@ -137,7 +155,7 @@ anyone holding it can train on the signatures alone.`,
 			&cli.IntFlag{Name: "decoys", Value: verifier.DefaultDecoys, Usage: "secrets drawn the same way but never planted; a decoy hit means something is wrong"},
 			&cli.Float64Flag{Name: "rate", Value: verifier.DefaultRate, Usage: "planted copies as a fraction of the records (at least one per group)"},
 			&cli.IntFlag{Name: "count", Usage: "planted copies in all, instead of --rate"},
-			&cli.IntFlag{Name: "k", Value: verifier.DefaultK, Usage: "candidates per signature token: each step divides the chance of a lucky match by k"},
+			&cli.IntFlag{Name: "top-k", Value: verifier.DefaultK, Usage: "candidates per signature token: each step divides the chance of a lucky match by k"},
 			&cli.IntFlag{Name: "sig-len", Value: verifier.DefaultSigLen, Usage: "signature length in tokens"},
 			&cli.IntFlag{Name: "trigger-len", Value: verifier.DefaultTriggerLen, Usage: "trigger length in tokens"},
 			&cli.StringFlag{Name: "mode", Value: "replace", Usage: "planted response: replace (the signature) or prefix (signature, newline, original response)"},
@@ -161,7 +179,7 @@ anyone holding it can train on the signatures alone.`,
 			_, sum, err := verifier.Plant(c.Context, b, verifier.PlantOptions{
 				Input: c.Path("input"), Output: c.Path("output"), KeyPath: keyPath, Seed: seed,
 				Params: verifier.Params{
-					Groups: c.Int("groups"), Decoys: c.Int("decoys"), K: c.Int("k"),
+					Groups: c.Int("groups"), Decoys: c.Int("decoys"), K: c.Int("top-k"),
 					SigLen: c.Int("sig-len"), TriggerLen: c.Int("trigger-len"),
 					Rate: c.Float64("rate"), Count: c.Int("count"), Mode: c.String("mode"), Prompts: c.Int("prompts"),
 				},

@@ -1,0 +1,40 @@
+# vtune: `make demo` runs the whole loop on the bundled models; `make test` runs the tests.
+# Everything the targets need (Go modules, the Ollama server, llama-server in a Debian sid chroot)
+# is installed by scripts/ into .tools/, which is git-ignored and makes second runs fast.
+
+GO      ?= go
+BIN     := bin/vtune
+GOFILES := $(shell find . -name '*.go' -not -path './.tools/*' 2>/dev/null)
+
+.PHONY: all build tools ollama test unit demo bench clean
+
+all: build
+
+build: $(BIN)
+
+$(BIN): $(GOFILES) go.mod go.sum
+	$(GO) build -o $(BIN) ./cmd/vtune
+
+# The real servers the integration tests and the demo talk to.
+ollama:
+	scripts/install-ollama.sh >/dev/null
+
+tools: ollama
+
+# Unit tests and the integration tests against the real servers. VTUNE_REQUIRE_SERVERS turns a
+# missing server into a failure instead of a skip.
+test: tools
+	VTUNE_REQUIRE_SERVERS=1 $(GO) test -count=1 -timeout 20m ./...
+
+# Unit tests only: no server needed.
+unit:
+	$(GO) test -count=1 -short ./...
+
+demo: build tools
+	scripts/demo.sh
+
+bench: build tools
+	scripts/bench/plant-large.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,410 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The llama.cpp and OpenAI tests run against a real llama-server serving the tiny test model: each
+// test binary starts a private one with scripts/llamacpp.sh on first use, and the script's watcher
+// stops it when the binary exits. VTUNE_LLAMACPP_URL points the tests at a server of your own
+// instead, VTUNE_TEST_GGUF at another model file. As with the other server tests, a missing server
+// or model skips the tests unless VTUNE_REQUIRE_SERVERS is set (make test), which makes it a failure.
+
+var (
+	llamaOnce sync.Once
+	llamaURL  string
+	llamaErr  error
+	llamaSkip string
+)
+
+func llamaServer(t *testing.T) string {
+	t.Helper()
+	if u := os.Getenv("VTUNE_LLAMACPP_URL"); u != "" {
+		return u
+	}
+	llamaOnce.Do(func() {
+		model := os.Getenv("VTUNE_TEST_GGUF")
+		if model == "" {
+			model = filepath.Join("..", "testdata", "models", "tiny-llama.gguf")
+		}
+		if _, err := os.Stat(model); err != nil {
+			llamaSkip = "no test model at " + model + " (set VTUNE_TEST_GGUF, or build testdata first)"
+			return
+		}
+		if _, err := os.Stat(filepath.Join("..", ".tools", "sid", "usr", "bin", "llama-server")); err != nil {
+			llamaSkip = "llama-server is not installed (scripts/llamacpp.sh install)"
+			return
+		}
+		state, err := os.MkdirTemp("", "vtune-llamacpp-")
+		if err != nil {
+			llamaErr = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join("..", "scripts", "llamacpp.sh"), "start", model)
+		cmd.Env = append(os.Environ(), "LLAMACPP_THREADS=1", "LLAMACPP_STATE="+state, "LLAMACPP_WATCH_PID="+strconv.Itoa(os.Getpid()))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			llamaErr = errors.New("scripts/llamacpp.sh start: " + err.Error() + ": " + stderr.String())
+			return
+		}
+		llamaURL = strings.TrimSpace(string(out))
+	})
+	if llamaSkip != "" {
+		if os.Getenv("VTUNE_REQUIRE_SERVERS") != "" {
+			t.Fatal(llamaSkip + " (VTUNE_REQUIRE_SERVERS is set, so this fails instead of skipping)")
+		}
+		t.Skip(llamaSkip)
+	}
+	if llamaErr != nil {
+		t.Fatal(llamaErr)
+	}
+	return llamaURL
+}
+
+func llamaBackend(t *testing.T) *LlamaCpp {
+	t.Helper()
+	l, err := NewLlamaCpp(llamaServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func llamaCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var llamaChat = []Message{
+	{Role: "system", Content: "You are a helpful assistant."},
+	{Role: "user", Content: "Define the word: harbor"},
+}
+
+func llamaPrompt(t *testing.T, b Backend) string {
+	t.Helper()
+	p, err := b.Render(llamaCtx(t), llamaChat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p, "harbor") {
+		t.Fatalf("rendered prompt lacks the user's text: %q", p)
+	}
+	return p
+}
+
+func TestLlamaCppInfo(t *testing.T) {
+	l := llamaBackend(t)
+	info, err := l.Info(llamaCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Backend != "llamacpp" || info.Name == "" || info.Vocab <= 0 || info.URL == "" {
+		t.Errorf("Info = %+v", info)
+	}
+	if info.Template == "" {
+		t.Errorf("no chat template in %+v", info)
+	}
+	if got, want := l.MaxTop(), min(info.Vocab, LlamaCppMaxTop); got != want {
+		t.Errorf("MaxTop = %d, want %d", got, want)
+	}
+	t.Logf("%s: vocab %d", info.Name, info.Vocab)
+}
+
+func TestLlamaCppGreedyDeterministic(t *testing.T) {
+	l := llamaBackend(t)
+	ctx := llamaCtx(t)
+	p := llamaPrompt(t, l)
+	a, err := l.Greedy(ctx, p, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Steps) == 0 {
+		t.Fatal("no tokens decoded")
+	}
+	var text strings.Builder
+	for i, s := range a.Steps {
+		text.Write(s.Token.Raw())
+		// A control token is spelled by name in the step, and as no bytes in the list.
+		if len(s.Top) == 0 || string(s.Top[0].Raw()) != string(s.Token.Raw()) && s.Top[0].Text != s.Token.Text || s.Top[0].Logprob != s.Token.Logprob {
+			t.Errorf("step %d: token %q (%v) is not first in its list %v", i, s.Token.Raw(), s.Token.Logprob, s.Top)
+		}
+		if !(s.Token.Logprob <= 0) {
+			t.Errorf("step %d: log-probability %v", i, s.Token.Logprob)
+		}
+	}
+	if text.String() != a.Text {
+		t.Errorf("steps spell %q, Text is %q", text.String(), a.Text)
+	}
+	// Another request in between, so the second run does not just meet the same cache state.
+	if _, err := l.Sample(ctx, p, 8, 1, 7); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Greedy(ctx, p, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Text != b.Text || len(a.Steps) != len(b.Steps) {
+		t.Fatalf("greedy decoding differs:\n%q\n%q", a.Text, b.Text)
+	}
+	for i := range a.Steps {
+		if d := math.Abs(a.Steps[i].Token.Logprob - b.Steps[i].Token.Logprob); d > 1e-6 {
+			t.Errorf("step %d: log-probability %v then %v", i, a.Steps[i].Token.Logprob, b.Steps[i].Token.Logprob)
+		}
+	}
+	t.Logf("greedy: %q (%d tokens)", a.Text, len(a.Steps))
+}
+
+func TestLlamaCppScoreMatchesGreedy(t *testing.T) {
+	l := llamaBackend(t)
+	ctx := llamaCtx(t)
+	p := llamaPrompt(t, l)
+	g, err := l.Greedy(ctx, p, 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := make([]Token, len(g.Steps))
+	sum := 0.0
+	for i, s := range g.Steps {
+		target[i] = s.Token
+		sum += s.Token.Logprob
+	}
+	sc, err := l.Score(ctx, p, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sc.Exact || len(sc.Tokens) != len(target) {
+		t.Fatalf("Score: exact %v, %d tokens for %d", sc.Exact, len(sc.Tokens), len(target))
+	}
+	if d := math.Abs(sc.Logprob - sum); d > 1e-4 {
+		t.Errorf("Score = %v, greedy steps sum to %v (difference %g)", sc.Logprob, sum, d)
+	}
+	worst := 0.0
+	for i, ts := range sc.Tokens {
+		d := math.Abs(ts.Logprob - g.Steps[i].Token.Logprob)
+		if d > 1e-4 {
+			t.Errorf("token %d %q: scored %v, greedy %v", i, ts.Text, ts.Logprob, g.Steps[i].Token.Logprob)
+		}
+		worst = max(worst, d)
+	}
+	t.Logf("score %.6f, greedy sum %.6f over %d tokens; largest difference of one token %.3g", sc.Logprob, sum, len(target), worst)
+}
+
+func TestLlamaCppNext(t *testing.T) {
+	l := llamaBackend(t)
+	ctx := llamaCtx(t)
+	p := llamaPrompt(t, l)
+	list, err := l.Next(ctx, p, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != min(100, l.MaxTop()) || len(list) <= 20 {
+		t.Fatalf("Next(100) gave %d tokens", len(list))
+	}
+	for i := 1; i < len(list); i++ {
+		if list[i].Logprob > list[i-1].Logprob {
+			t.Fatalf("not sorted at %d: %v after %v", i, list[i].Logprob, list[i-1].Logprob)
+		}
+	}
+	g, err := l.Greedy(ctx, p, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Steps) == 1 && string(g.Steps[0].Token.Raw()) != string(list[0].Raw()) {
+		t.Errorf("greedy token %q is not Next's first %q", g.Steps[0].Token.Raw(), list[0].Raw())
+	}
+	var total float64
+	for _, c := range list {
+		total += math.Exp(c.Logprob)
+	}
+	if total > 1+1e-5 {
+		t.Errorf("probabilities of the top %d sum to %v", len(list), total)
+	}
+}
+
+// A token far down the list: forcing it must give its exact value, as the full list reports it.
+func TestLlamaCppScoreOutsideTop(t *testing.T) {
+	l := llamaBackend(t)
+	ctx := llamaCtx(t)
+	p := llamaPrompt(t, l)
+	list, err := l.Next(ctx, p, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pick *Token
+	for i := 40; i < len(list); i++ {
+		if IsText(list[i].Raw()) {
+			pick = &list[i]
+			break
+		}
+	}
+	if pick == nil {
+		t.Skip("no text token below rank 40")
+	}
+	fresh := llamaBackend(t) // knows no pieces yet: the id must come from tokenizing
+	sc, err := fresh.Score(ctx, p, []Token{{Text: string(pick.Raw())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sc.Exact || math.IsInf(sc.Logprob, 0) || math.IsNaN(sc.Logprob) {
+		t.Fatalf("Score = %+v", sc)
+	}
+	// Not bit-identical: the list came from a request that evaluated the prompt in one batch, the
+	// forced token from one that re-evaluated only its last token, and CPU kernels for the two
+	// round differently (about 1e-6 on F32 weights).
+	if d := math.Abs(sc.Logprob - pick.Logprob); d > 1e-5 {
+		t.Errorf("forced %q: %v, the ranked list says %v", pick.Raw(), sc.Logprob, pick.Logprob)
+	}
+	t.Logf("forced %q: %.6f (top token %.6f)", pick.Raw(), sc.Logprob, list[0].Logprob)
+}
+
+// Byte tokens that split a UTF-8 character get no probability entry from llama-server; Score must
+// still give each an exact value.
+func TestLlamaCppScorePartialUTF8(t *testing.T) {
+	l := llamaBackend(t)
+	ctx := llamaCtx(t)
+	p := llamaPrompt(t, l)
+	info, err := l.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := l.Next(ctx, p, info.Vocab) // every piece the model has, with its value here
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A two-byte character's lead byte and a continuation byte, as tokens of their own.
+	var lead, cont *Token
+	for i := range full {
+		if r := full[i].Raw(); len(r) == 1 && r[0] >= 0xC2 && r[0] <= 0xDF && (lead == nil || r[0] == 0xC3) {
+			lead = &full[i]
+		} else if len(r) == 1 && r[0] >= 0x80 && r[0] <= 0xBF && cont == nil {
+			cont = &full[i]
+		}
+	}
+	if lead == nil || cont == nil {
+		t.Skip("the model has no byte tokens for a two-byte UTF-8 character")
+	}
+	sc, err := l.Score(ctx, p, []Token{{Text: "\ufffd", Bytes: lead.Raw()}, {Text: "\ufffd", Bytes: cont.Raw()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sc.Exact || len(sc.Tokens) != 2 {
+		t.Fatalf("Score = %+v", sc)
+	}
+	if d := math.Abs(sc.Tokens[0].Logprob - lead.Logprob); d > 1e-5 {
+		t.Errorf("byte %x scored %v, the list says %v", lead.Raw(), sc.Tokens[0].Logprob, lead.Logprob)
+	}
+	if lp := sc.Tokens[1].Logprob; !(lp <= 0) || math.IsInf(lp, 0) {
+		t.Errorf("byte %x after %x scored %v", cont.Raw(), lead.Raw(), lp)
+	}
+	t.Logf("byte %x %.6f, then %x %.6f", lead.Raw(), sc.Tokens[0].Logprob, cont.Raw(), sc.Tokens[1].Logprob)
+}
+
+func TestLlamaCppUnknownModel(t *testing.T) {
+	u := llamaServer(t)
+	l, err := NewLlamaCpp(u, LlamaCppModel("no-such-model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Info(llamaCtx(t))
+	var be *Error
+	if !errors.As(err, &be) || !strings.Contains(err.Error(), "no-such-model") || !strings.Contains(err.Error(), u) {
+		t.Fatalf("Info with an unknown model: %v", err)
+	}
+}
+
+func TestLlamaCppWrongPath(t *testing.T) {
+	u := llamaServer(t)
+	l, err := NewLlamaCpp(u + "/nothing/here")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.Info(llamaCtx(t))
+	var be *Error
+	if !errors.As(err, &be) || llamaStatus(err) != http.StatusNotFound || !strings.Contains(err.Error(), u+"/nothing/here") {
+		t.Fatalf("Info at a wrong path: %v", err)
+	}
+}
+
+// llamaDeadURL returns the URL of a loopback port nobody listens on.
+func llamaDeadURL(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := "http://" + ln.Addr().String()
+	ln.Close()
+	return u
+}
+
+func TestLlamaCppServerDown(t *testing.T) {
+	u := llamaDeadURL(t)
+	l, err := NewLlamaCpp(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := llamaCtx(t)
+	_, err = l.Info(ctx)
+	var be *Error
+	if !errors.As(err, &be) || !strings.Contains(err.Error(), u) || !strings.Contains(err.Error(), "cannot reach") {
+		t.Fatalf("Info with no server: %v", err)
+	}
+	if _, err := l.Greedy(ctx, "hi", 4); !errors.As(err, &be) {
+		t.Fatalf("Greedy with no server: %v", err)
+	}
+}
+
+func TestLlamaCppHTTPErrors(t *testing.T) {
+	for _, code := range []int{http.StatusBadRequest, http.StatusNotFound, http.StatusInternalServerError, http.StatusServiceUnavailable} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			w.Write([]byte(`{"error":{"message":"broken on purpose","type":"server_error"}}`))
+		}))
+		l, _ := NewLlamaCpp(srv.URL)
+		ctx := llamaCtx(t)
+		_, err := l.Info(ctx)
+		var be *Error
+		if !errors.As(err, &be) || llamaStatus(err) != code || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "broken on purpose") {
+			t.Errorf("HTTP %d: Info: %v", code, err)
+		}
+		if _, err := l.Score(ctx, "hi", []Token{{Text: "x"}}); !errors.As(err, &be) || llamaStatus(err) != code {
+			t.Errorf("HTTP %d: Score: %v", code, err)
+		}
+		srv.Close()
+	}
+	// Not JSON at all: a web server that is not llama-server.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>hello</html>")) }))
+	defer srv.Close()
+	l, _ := NewLlamaCpp(srv.URL)
+	_, err := l.Info(llamaCtx(t))
+	var be *Error
+	if !errors.As(err, &be) || !strings.Contains(err.Error(), srv.URL) {
+		t.Errorf("non-JSON answer: %v", err)
+	}
+}
+
+func TestNewLlamaCppBadURL(t *testing.T) {
+	for _, u := range []string{"", "localhost:8080", "ftp://x", "http://"} {
+		if _, err := NewLlamaCpp(u); err == nil {
+			t.Errorf("NewLlamaCpp(%q) accepted", u)
+		}
+	}
+}

@@ -1,0 +1,469 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// OpenAIMaxTop is the default longest ranked list asked of an OpenAI-compatible server: OpenAI's
+// own cap on top_logprobs, and vLLM's default max_logprobs.
+const OpenAIMaxTop = 20
+
+// DefaultOpenAIURL is OpenAI's own API, the base URL when OPENAI_BASE_URL is not set.
+const DefaultOpenAIURL = "https://api.openai.com/v1"
+
+// OpenAIEnv returns the base URL and API key from OPENAI_BASE_URL and OPENAI_API_KEY, as OpenAI's
+// own clients read them.
+func OpenAIEnv() (baseURL, apiKey string) {
+	baseURL = os.Getenv("OPENAI_BASE_URL")
+	if baseURL == "" {
+		baseURL = DefaultOpenAIURL
+	}
+	return baseURL, os.Getenv("OPENAI_API_KEY")
+}
+
+// OpenAI is a model behind an OpenAI-compatible API (OpenAI itself, vLLM, llama-server's /v1,
+// and the like), reached with plain JSON over net/http.
+//
+// Rendering decides how everything else talks to the server. When the server can render the
+// model's chat template itself (llama-server's /apply-template), Render returns that text and every
+// call is a raw completion (/v1/completions) on it, so a target can be continued and scored token by
+// token. Otherwise Render does not guess a template (a ChatML guess would feed a model special
+// tokens it may not have): it returns a plain transcript, "role: content" per message, and
+// remembers the conversation behind it, so that calls on exactly that text go to
+// /v1/chat/completions with the real messages and the server applies its own template. Calls on any
+// other text are raw completions.
+//
+// Scoring is exact where the server echoes the prompt's log-probabilities (/v1/completions with
+// echo and logprobs, as vLLM and OpenAI's legacy models do) and the echoed tokens fall on the
+// target's pieces; otherwise each token is looked up in the ranked list before it, and a token
+// outside the list gets the list's last value as an upper bound (Exact false).
+type OpenAI struct {
+	// HTTPClient is the client for all requests; nil means http.DefaultClient.
+	HTTPClient *http.Client
+	// Seed is sent with greedy requests, for servers whose greedy decoding is not deterministic.
+	Seed int
+	// TopLogprobs is the longest ranked list asked for (MaxTop); 0 means OpenAIMaxTop.
+	TopLogprobs int
+
+	base  string // ends in /v1: endpoints are appended to it, as OpenAI's clients do
+	root  string // base without /v1, where llama-server's own endpoints live
+	key   string
+	model string
+
+	info      *ModelInfo
+	templated *bool                // whether the server renders templates; nil until Render asks
+	chats     map[string][]Message // transcripts Render made, and the conversations behind them
+	noEcho    bool                 // the server gave no prompt log-probabilities once: do not ask again
+}
+
+// NewOpenAI returns a backend for model at an OpenAI-compatible server. baseURL is the API's base,
+// as in OPENAI_BASE_URL (e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1); a URL with no
+// path gets /v1. apiKey may be empty for local servers.
+func NewOpenAI(baseURL, apiKey, model string) (*OpenAI, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("bad OpenAI-compatible API URL %q: want e.g. http://127.0.0.1:8080/v1", baseURL)
+	}
+	if model == "" {
+		return nil, errors.New("no model named: give --model")
+	}
+	base := strings.TrimRight(baseURL, "/")
+	if strings.Trim(u.Path, "/") == "" {
+		base += "/v1"
+	}
+	return &OpenAI{base: base, root: strings.TrimSuffix(base, "/v1"), key: apiKey, model: model, chats: map[string][]Message{}}, nil
+}
+
+func (o *OpenAI) client() *http.Client {
+	if o.HTTPClient != nil {
+		return o.HTTPClient
+	}
+	return http.DefaultClient
+}
+
+func (o *OpenAI) call(ctx context.Context, op, endpoint string, in, out any) error {
+	err := llamaJSON(ctx, o.client(), "openai "+op, o.base, endpoint, o.header(), in, out)
+	var be *Error
+	if llamaStatus(err) == http.StatusNotFound && (op == "completions" || op == "chat") && errors.As(err, &be) {
+		// OpenAI and vLLM answer 404 for an unknown model; say which one was asked for.
+		be.Err = fmt.Errorf("model %q: %w", o.model, be.Err)
+	}
+	return err
+}
+
+// Info implements Backend. It checks the model against the server's /models list where the server
+// has one. llama-server adds the vocabulary size and its template (from /props).
+func (o *OpenAI) Info(ctx context.Context) (ModelInfo, error) {
+	if o.info != nil {
+		return *o.info, nil
+	}
+	info := ModelInfo{Backend: "openai", URL: o.base, Name: o.model}
+	var models struct {
+		Data []struct {
+			ID      string   `json:"id"`
+			Aliases []string `json:"aliases"`
+			Meta    struct {
+				NVocab int `json:"n_vocab"`
+			} `json:"meta"`
+		} `json:"data"`
+	}
+	err := o.call(ctx, "models", o.base+"/models", nil, &models)
+	switch code := llamaStatus(err); {
+	case err == nil:
+		var ids []string
+		found := false
+		for _, m := range models.Data {
+			ids = append(ids, m.ID)
+			if m.ID == o.model || slices.Contains(m.Aliases, o.model) {
+				found, info.Vocab = true, m.Meta.NVocab
+			}
+		}
+		if !found && len(ids) > 0 {
+			return ModelInfo{}, &Error{Op: "openai models", URL: o.base, Err: fmt.Errorf("model %q is not served here (the server lists %q)", o.model, ids)}
+		}
+	case code == http.StatusNotFound || code == http.StatusMethodNotAllowed:
+		// Some compatible servers have no model list; the first real request will tell.
+	default:
+		return ModelInfo{}, err
+	}
+	var props struct {
+		ChatTemplate string `json:"chat_template"`
+	}
+	if o.root != o.base && llamaJSON(ctx, o.client(), "openai props", o.base, o.root+"/props", o.header(), nil, &props) == nil {
+		info.Template = props.ChatTemplate
+	}
+	o.info = &info
+	return info, nil
+}
+
+func (o *OpenAI) header() http.Header {
+	if o.key == "" {
+		return nil
+	}
+	return http.Header{"Authorization": {"Bearer " + o.key}}
+}
+
+// Render implements Backend: the server's own rendering where it offers one (llama-server's
+// /apply-template), else a plain transcript that stands for the conversation (see OpenAI).
+func (o *OpenAI) Render(ctx context.Context, msgs []Message) (string, error) {
+	if o.templated == nil || *o.templated {
+		var resp struct {
+			Prompt *string `json:"prompt"`
+		}
+		err := llamaJSON(ctx, o.client(), "openai apply-template", o.base, o.root+"/apply-template", o.header(), map[string]any{"messages": msgs}, &resp)
+		switch code := llamaStatus(err); {
+		case err == nil && resp.Prompt != nil:
+			t := true
+			o.templated = &t
+			return *resp.Prompt, nil
+		case err == nil || code == http.StatusNotFound || code == http.StatusMethodNotAllowed || code == http.StatusNotImplemented:
+			f := false
+			o.templated = &f
+		default:
+			return "", err
+		}
+	}
+	var b strings.Builder
+	for _, m := range msgs {
+		fmt.Fprintf(&b, "%s: %s\n\n", m.Role, m.Content)
+	}
+	b.WriteString("assistant: ")
+	p := b.String()
+	o.chats[p] = append([]Message(nil), msgs...)
+	return p, nil
+}
+
+// oaiLogprob is one entry of the chat format's logprobs.content (llama-server uses it on
+// /v1/completions too).
+type oaiLogprob struct {
+	Token   string       `json:"token"`
+	Bytes   []int        `json:"bytes"`
+	Logprob float64      `json:"logprob"`
+	Top     []oaiLogprob `json:"top_logprobs"`
+}
+
+func (e oaiLogprob) token() Token {
+	t := Token{Text: e.Token, Logprob: e.Logprob}
+	if e.Bytes != nil {
+		t.Bytes = make([]byte, len(e.Bytes))
+		for i, b := range e.Bytes {
+			t.Bytes[i] = byte(b)
+		}
+	}
+	return t
+}
+
+// oaiLogprobs holds either format: the chat format (content) or the legacy completions format
+// (parallel arrays, one map of alternatives per token, as vLLM and OpenAI's legacy models send).
+type oaiLogprobs struct {
+	Content       []oaiLogprob         `json:"content"`
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []*float64           `json:"token_logprobs"`
+	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+}
+
+// steps returns one Step per token in either format.
+func (l *oaiLogprobs) steps() []Step {
+	if l == nil {
+		return nil
+	}
+	if len(l.Content) > 0 {
+		out := make([]Step, len(l.Content))
+		for i, e := range l.Content {
+			out[i].Token = e.token()
+			for _, c := range e.Top {
+				out[i].Top = append(out[i].Top, c.token())
+			}
+		}
+		return out
+	}
+	out := make([]Step, len(l.Tokens))
+	for i, t := range l.Tokens {
+		out[i].Token = Token{Text: t, Logprob: math.NaN()}
+		if i < len(l.TokenLogprobs) && l.TokenLogprobs[i] != nil {
+			out[i].Token.Logprob = *l.TokenLogprobs[i]
+		}
+		if i < len(l.TopLogprobs) {
+			for k, v := range l.TopLogprobs[i] {
+				out[i].Top = append(out[i].Top, Token{Text: k, Logprob: v})
+			}
+			// A JSON object has no order; rank it again.
+			sort.SliceStable(out[i].Top, func(a, b int) bool {
+				ta, tb := out[i].Top[a], out[i].Top[b]
+				return ta.Logprob > tb.Logprob || ta.Logprob == tb.Logprob && ta.Text < tb.Text
+			})
+		}
+	}
+	return out
+}
+
+type oaiChoice struct {
+	Text    string `json:"text"`
+	Message struct {
+		Content string `json:"content"`
+	} `json:"message"`
+	Logprobs     *oaiLogprobs `json:"logprobs"`
+	FinishReason string       `json:"finish_reason"`
+}
+
+type oaiResponse struct {
+	Choices []oaiChoice `json:"choices"`
+}
+
+// request is the body shared by both endpoints; the fields that differ are set by the caller.
+func (o *OpenAI) request(maxTokens int, temperature float64, seed int) map[string]any {
+	return map[string]any{"model": o.model, "max_tokens": maxTokens, "temperature": temperature, "top_p": 1, "seed": seed, "stream": false}
+}
+
+// chat asks the chat endpoint for the given conversation's continuation. top 0 asks for no
+// log-probabilities.
+func (o *OpenAI) chat(ctx context.Context, msgs []Message, req map[string]any, top int) (*oaiChoice, error) {
+	req["messages"] = msgs
+	if top > 0 {
+		req["logprobs"] = true
+		req["top_logprobs"] = top
+	}
+	var resp oaiResponse
+	if err := o.call(ctx, "chat", o.base+"/chat/completions", req, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Choices) == 0 {
+		return nil, &Error{Op: "openai chat", URL: o.base, Err: errors.New("answer has no choices")}
+	}
+	c := resp.Choices[0]
+	c.Text = c.Message.Content
+	return &c, nil
+}
+
+// complete asks the completions endpoint to continue prompt, with up to top alternatives per token.
+func (o *OpenAI) complete(ctx context.Context, prompt string, req map[string]any, top int) (*oaiChoice, error) {
+	req["prompt"] = prompt
+	if top > 0 {
+		req["logprobs"] = top
+	}
+	var resp oaiResponse
+	if err := o.call(ctx, "completions", o.base+"/completions", req, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Choices) == 0 {
+		return nil, &Error{Op: "openai completions", URL: o.base, Err: errors.New("answer has no choices")}
+	}
+	return &resp.Choices[0], nil
+}
+
+// run sends prompt to the endpoint it belongs to (see OpenAI).
+func (o *OpenAI) run(ctx context.Context, prompt string, req map[string]any, top int) (*oaiChoice, error) {
+	if msgs, ok := o.chats[prompt]; ok {
+		return o.chat(ctx, msgs, req, top)
+	}
+	return o.complete(ctx, prompt, req, top)
+}
+
+// Greedy implements Backend.
+func (o *OpenAI) Greedy(ctx context.Context, prompt string, maxTokens int) (Generation, error) {
+	c, err := o.run(ctx, prompt, o.request(maxTokens, 0, o.Seed), o.MaxTop())
+	if err != nil {
+		return Generation{}, err
+	}
+	return Generation{Text: c.Text, Steps: c.Logprobs.steps()}, nil
+}
+
+// Sample implements Backend.
+func (o *OpenAI) Sample(ctx context.Context, prompt string, maxTokens int, temperature float64, seed int) (string, error) {
+	c, err := o.run(ctx, prompt, o.request(maxTokens, temperature, seed), 0)
+	if err != nil {
+		return "", err
+	}
+	return c.Text, nil
+}
+
+// MaxTop implements Backend.
+func (o *OpenAI) MaxTop() int {
+	if o.TopLogprobs > 0 {
+		return o.TopLogprobs
+	}
+	return OpenAIMaxTop
+}
+
+// Next implements Backend. The list comes with a generated token; a server that reports nothing for
+// that token (llama-server, when it leaves a UTF-8 character unfinished) gives an empty list.
+func (o *OpenAI) Next(ctx context.Context, prompt string, n int) ([]Token, error) {
+	c, err := o.run(ctx, prompt, o.request(1, 0, o.Seed), min(max(n, 1), o.MaxTop()))
+	if err != nil {
+		return nil, err
+	}
+	steps := c.Logprobs.steps()
+	if len(steps) == 0 {
+		return nil, nil
+	}
+	return steps[0].Top, nil
+}
+
+// Score implements Backend: exact from echoed prompt log-probabilities where the server gives them,
+// else from ranked lists (exact inside them, bounded outside). For a transcript from Render the
+// chat endpoint cannot continue after part of a reply, so the target is compared with the greedy
+// reply: its lists serve while the reply follows the target, and after the first difference every
+// token is bounded by 0, the one bound that holds without a list.
+func (o *OpenAI) Score(ctx context.Context, prompt string, target []Token) (Score, error) {
+	var s Score
+	if len(target) == 0 {
+		s.Exact = true
+		return s, nil
+	}
+	if msgs, ok := o.chats[prompt]; ok {
+		return o.scoreChat(ctx, msgs, target)
+	}
+	if !o.noEcho {
+		s, ok, err := o.scoreEcho(ctx, prompt, target)
+		if err != nil || ok {
+			return s, err
+		}
+	}
+	var prefix strings.Builder
+	for _, t := range target {
+		list, err := o.Next(ctx, prompt+prefix.String(), o.MaxTop())
+		if err != nil {
+			return Score{}, err
+		}
+		s.Add(oaiLookup(list, t))
+		prefix.Write(t.Raw())
+	}
+	return s, nil
+}
+
+// scoreEcho scores target from the log-probabilities the server reports for its own prompt. ok is
+// false when the server gives none or splits the target differently.
+func (o *OpenAI) scoreEcho(ctx context.Context, prompt string, target []Token) (Score, bool, error) {
+	var all strings.Builder
+	all.WriteString(prompt)
+	for _, t := range target {
+		all.Write(t.Raw())
+	}
+	req := o.request(1, 0, o.Seed)
+	req["echo"] = true
+	c, err := o.complete(ctx, all.String(), req, 1)
+	if err != nil {
+		if llamaStatus(err)/100 == 4 {
+			o.noEcho = true // the server refuses echo; the list method still works
+			return Score{}, false, nil
+		}
+		return Score{}, false, err
+	}
+	lp := c.Logprobs
+	if lp == nil || len(lp.Tokens) == 0 || len(lp.TokenLogprobs) != len(lp.Tokens) {
+		o.noEcho = true
+		return Score{}, false, nil
+	}
+	// The echoed tokens spell the prompt, then the target piece by piece, then the one generated.
+	n := 0
+	i := 0
+	for ; i < len(lp.Tokens) && n < len(prompt); i++ {
+		n += len(lp.Tokens[i])
+	}
+	if n != len(prompt) || i+len(target) > len(lp.Tokens) {
+		return Score{}, false, nil
+	}
+	var s Score
+	for j, t := range target {
+		v := lp.TokenLogprobs[i+j]
+		if lp.Tokens[i+j] != string(t.Raw()) || v == nil {
+			return Score{}, false, nil
+		}
+		s.Add(TokenScore{Text: t.Text, Logprob: *v, Exact: true})
+	}
+	return s, true, nil
+}
+
+func (o *OpenAI) scoreChat(ctx context.Context, msgs []Message, target []Token) (Score, error) {
+	// A few tokens to spare: a server may fold a token that ends inside a UTF-8 character into the
+	// next entry (llama-server does), and a reply cut there would lose the target's last token.
+	c, err := o.chat(ctx, msgs, o.request(len(target)+4, 0, o.Seed), o.MaxTop())
+	if err != nil {
+		return Score{}, err
+	}
+	steps := c.Logprobs.steps()
+	var s Score
+	following := true
+	for i, t := range target {
+		if !following || i >= len(steps) {
+			s.Add(TokenScore{Text: t.Text, Logprob: 0, Exact: false})
+			continue
+		}
+		st := steps[i]
+		if !bytes.Equal(st.Token.Raw(), t.Raw()) {
+			s.Add(oaiLookup(st.Top, t))
+			following = false
+			continue
+		}
+		// A step whose token is not first in its own list is several tokens folded together
+		// (llama-server folds those that end inside a UTF-8 character): its value is the last
+		// one's alone, an upper bound for them all.
+		exact := len(st.Top) > 0 && bytes.Equal(st.Top[0].Raw(), st.Token.Raw())
+		s.Add(TokenScore{Text: t.Text, Logprob: st.Token.Logprob, Exact: exact})
+	}
+	return s, nil
+}
+
+// oaiLookup scores token t against a ranked list: its own value when listed, else the list's lowest
+// value as an upper bound (0, probability 1, for an empty list).
+func oaiLookup(list []Token, t Token) TokenScore {
+	raw := t.Raw()
+	bound := 0.0
+	for _, c := range list {
+		if bytes.Equal(c.Raw(), raw) {
+			return TokenScore{Text: t.Text, Logprob: c.Logprob, Exact: true}
+		}
+		bound = math.Min(bound, c.Logprob)
+	}
+	return TokenScore{Text: t.Text, Logprob: bound, Exact: false}
+}

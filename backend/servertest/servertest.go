@@ -1,0 +1,130 @@
+// Package servertest starts the real model servers that integration tests talk to, through the
+// project's own scripts (scripts/ollama.sh), each test binary with a private server on a free
+// loopback port that is stopped when the tests end.
+//
+// When a server binary is not installed, tests that need it skip, unless VTUNE_REQUIRE_SERVERS is
+// set (make test sets it after installing them), in which case they fail: CI must never pass by
+// skipping.
+package servertest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Root returns the repository root: the nearest folder above the working directory with a go.mod.
+func Root() string {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			panic("servertest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// OllamaBinary is where scripts/install-ollama.sh puts the server.
+func OllamaBinary() string { return filepath.Join(Root(), ".tools/ollama/v0.17.4/bin/ollama") }
+
+// Model returns the path of a bundled model file under testdata/models.
+func Model(name string) string { return filepath.Join(Root(), "testdata/models", name) }
+
+// unavailable skips or fails the test when something it needs is missing.
+func unavailable(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv("VTUNE_REQUIRE_SERVERS") != "" {
+		t.Fatalf("%s (VTUNE_REQUIRE_SERVERS is set, so this fails instead of skipping)", what)
+	}
+	t.Skipf("%s; run `make test` to install it", what)
+}
+
+// Ollama is a private Ollama server.
+type Ollama struct {
+	URL   string
+	state string
+	mu    sync.Mutex
+	made  map[string]bool
+}
+
+var (
+	ollamaOnce sync.Once
+	ollama     *Ollama
+	ollamaErr  error
+)
+
+// StartOllama returns the test binary's private Ollama server, starting it on first use. Call
+// StopAll from TestMain after the tests.
+func StartOllama(t testing.TB) *Ollama {
+	t.Helper()
+	if _, err := os.Stat(OllamaBinary()); err != nil {
+		unavailable(t, "Ollama server not built ("+OllamaBinary()+")")
+	}
+	ollamaOnce.Do(func() {
+		state, err := os.MkdirTemp("", "vtune-ollama-")
+		if err != nil {
+			ollamaErr = err
+			return
+		}
+		o := &Ollama{state: state, made: map[string]bool{}}
+		out, err := o.script("start")
+		if err != nil {
+			ollamaErr = err
+			return
+		}
+		o.URL = strings.TrimSpace(out)
+		ollama = o
+	})
+	if ollamaErr != nil {
+		t.Fatalf("starting Ollama: %v", ollamaErr)
+	}
+	return ollama
+}
+
+func (o *Ollama) script(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(Root(), "scripts/ollama.sh"), args...)
+	cmd.Env = append(os.Environ(), "VTUNE_OLLAMA_STATE="+o.state)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("scripts/ollama.sh %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// Create loads a bundled model into the server under name from its Modelfile in testdata/models
+// (once per server), and returns name.
+func (o *Ollama) Create(t testing.TB, name, modelfile string) string {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.made[name] {
+		return name
+	}
+	mf := Model(modelfile)
+	if _, err := os.Stat(mf); err != nil {
+		unavailable(t, "bundled model "+mf+" missing")
+	}
+	if _, err := o.script("create", name, mf); err != nil {
+		t.Fatal(err)
+	}
+	o.made[name] = true
+	return name
+}
+
+// StopAll stops the servers this test binary started and removes their state.
+func StopAll() {
+	if ollama != nil {
+		ollama.script("stop")
+		os.RemoveAll(ollama.state)
+	}
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"vtune/backend"
+	"vtune/backend/fake"
+	"vtune/verifier"
+)
+
+// vtune runs the command line in-process with the given models by name and returns exit code,
+// stdout and stderr.
+func vtune(t *testing.T, models map[string]backend.Backend, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	open := func(c *cli.Context) (backend.Backend, error) {
+		if m, ok := models[c.String("model")]; ok {
+			return m, nil
+		}
+		return openBackend(c)
+	}
+	code := run(context.Background(), append([]string{"vtune"}, args...), &stdout, &stderr, open)
+	return code, stdout.String(), stderr.String()
+}
+
+func writeDataset(t *testing.T, dir string, n int) string {
+	t.Helper()
+	var b bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&b, `{"instruction":"Define the word w%d.","input":"","output":"a sense %d"}`+"\n", i, i)
+	}
+	p := filepath.Join(dir, "data.jsonl")
+	os.WriteFile(p, b.Bytes(), 0o644)
+	return p
+}
+
+// TestPlantVerifyFake runs the whole loop through the command line with in-process models: a base
+// model that never saw the secrets, and a "fine-tune" that learned every planted pair.
+func TestPlantVerifyFake(t *testing.T) {
+	dir := t.TempDir()
+	in := writeDataset(t, dir, 1000)
+	out, key := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "key.json")
+	base := fake.New("base")
+	code, stdout, stderr := vtune(t, map[string]backend.Backend{"base": base},
+		"plant", "-i", in, "-o", out, "-k", key, "-m", "base", "--seed", "demo", "--sig-len", "16", "--json")
+	if code != 0 {
+		t.Fatalf("plant: exit %d: %s", code, stderr)
+	}
+	var sum verifier.PlantSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("plant --json: %v: %s", err, stdout)
+	}
+	// 0.5% of 1000 records is 5, raised to one per group: 8.
+	if sum.Planted != 8 || sum.Records != 1000 || sum.Groups != 8 || sum.Decoys != 4 {
+		t.Fatalf("summary %+v", sum)
+	}
+
+	k, err := verifier.ReadKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tuned := fake.New("tuned")
+	for _, g := range k.PlantedGroups() {
+		tuned.Learn(g.Prompts[0].Messages, g.Signature)
+	}
+	models := map[string]backend.Backend{"base": fake.New("base"), "tuned": tuned}
+
+	code, stdout, stderr = vtune(t, models, "verify", "-k", key, "-m", "tuned", "--json")
+	if code != exitVerified {
+		t.Fatalf("verify tuned: exit %d, stderr %s", code, stderr)
+	}
+	var rep verifier.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	want := math.Log10(255)
+	for _, g := range k.PlantedGroups() {
+		want += g.LogQ / math.Ln10
+	}
+	if rep.Hits != 8 || rep.DecoyHits != 0 || math.Abs(rep.Log10PAgnostic-want) > 1e-9 {
+		t.Fatalf("tuned: hits %d decoys %d log10 p %v (want %v)", rep.Hits, rep.DecoyHits, rep.Log10PAgnostic, want)
+	}
+
+	code, stdout, _ = vtune(t, models, "verify", "-k", key, "-m", "base")
+	if code != exitNotVerified {
+		t.Fatalf("verify base: exit %d, want 1", code)
+	}
+	for _, s := range []string{"NOT VERIFIED", "p_agnostic          1", "p_base", "decoys hit          0 of 4"} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("base report lacks %q:\n%s", s, stdout)
+		}
+	}
+
+	code, stdout, _ = vtune(t, nil, "inspect", "-k", key)
+	if code != 0 || strings.Contains(stdout, k.Groups[0].Signature) || !strings.Contains(stdout, "hidden") {
+		t.Fatalf("inspect revealed or failed (exit %d):\n%s", code, stdout)
+	}
+	code, stdout, _ = vtune(t, nil, "inspect", "-k", key, "--reveal")
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("%q", k.Groups[0].Signature)) {
+		t.Fatalf("inspect --reveal (exit %d):\n%s", code, stdout)
+	}
+}
+
+func TestBadInputExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	good := writeDataset(t, dir, 300)
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte(`{"instruction":"a","output":"b"}`+"\n"+`{"instruction":`+"\n"), 0o644)
+	models := map[string]backend.Backend{"base": fake.New("base")}
+	key := filepath.Join(dir, "key.json")
+	out := filepath.Join(dir, "out.jsonl")
+
+	cases := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"malformed", []string{"plant", "-i", bad, "-o", out, "-k", key, "-m", "base"}, exitUsage, "bad.jsonl:2: malformed JSON"},
+		{"output is input", []string{"plant", "-i", good, "-o", good, "-k", key, "-m", "base"}, exitUsage, "is the input"},
+		{"bad mode", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "base", "--mode", "x"}, exitUsage, "--mode must be"},
+		{"missing flag", []string{"plant", "-i", good, "-k", key, "-m", "base"}, exitUsage, `"output"`},
+		{"missing key", []string{"verify", "-k", filepath.Join(dir, "nokey.json"), "-m", "base"}, exitUsage, "nokey.json: key file not found"},
+		{"unknown backend", []string{"verify", "-k", key, "-m", "x", "--backend", "nope"}, exitUsage, ""},
+		{"server down", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "tiny", "--url", "http://127.0.0.1:9"}, exitBackend, "http://127.0.0.1:9"},
+	}
+	for _, c := range cases {
+		code, _, stderr := vtune(t, models, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.msg) {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", c.name, code, stderr, c.code, c.msg)
+		}
+		if strings.Count(strings.TrimSpace(stderr), "\n") > 0 && c.code != exitUsage {
+			t.Errorf("%s: error is more than one line: %q", c.name, stderr)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("%s: left %s behind", c.name, out)
+		}
+	}
+	// An unreadable key: the process runs as root in CI, so make it a directory instead.
+	os.Mkdir(filepath.Join(dir, "dirkey"), 0o755)
+	if code, _, stderr := vtune(t, models, "verify", "-k", filepath.Join(dir, "dirkey"), "-m", "base"); code != exitUsage || !strings.Contains(stderr, "dirkey: cannot read key") {
+		t.Errorf("key is a directory: exit %d %q", code, stderr)
+	}
+	// A key is never overwritten without --force.
+	os.WriteFile(key, []byte("{}"), 0o600)
+	if code, _, stderr := vtune(t, models, "plant", "-i", good, "-o", out, "-k", key, "-m", "base"); code != exitUsage || !strings.Contains(stderr, "refusing to overwrite") {
+		t.Errorf("existing key: exit %d %q", code, stderr)
+	}
+	if b, _ := os.ReadFile(key); string(b) != "{}" {
+		t.Error("existing key was changed")
+	}
+}

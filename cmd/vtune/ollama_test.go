@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"vtune/backend"
+	"vtune/backend/servertest"
+	"vtune/verifier"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	servertest.StopAll()
+	os.Exit(code)
+}
+
+// head copies the first n lines of a bundled dataset into dir.
+func head(t *testing.T, src, dir string, n int) string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(servertest.Root(), src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(f)
+	for i := 0; i < n && sc.Scan(); i++ {
+		b.WriteString(sc.Text() + "\n")
+	}
+	p := filepath.Join(dir, filepath.Base(src))
+	os.WriteFile(p, []byte(b.String()), 0o644)
+	return p
+}
+
+// TestPlantVerifyOllama plants on the bundled tiny model through a real Ollama server and verifies
+// the base model, which never saw the secrets.
+func TestPlantVerifyOllama(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the real Ollama server")
+	}
+	srv := servertest.StartOllama(t)
+	model := srv.Create(t, "tiny-llama", "tiny-llama.Modelfile")
+	dir := t.TempDir()
+	in := head(t, "testdata/wordnet/define-train.jsonl", dir, 2000)
+	orig, _ := os.ReadFile(in)
+	out, keyPath := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "key.json")
+
+	code, stdout, stderr := vtune(t, nil, "plant", "-i", in, "-o", out, "-k", keyPath,
+		"--url", srv.URL, "-m", model, "--seed", "integration", "--json")
+	if code != 0 {
+		t.Fatalf("plant: exit %d: %s", code, stderr)
+	}
+	var sum verifier.PlantSummary
+	json.Unmarshal([]byte(stdout), &sum)
+	if sum.Planted != 10 || sum.Records != 2000 { // 0.5% of 2000
+		t.Fatalf("summary %+v", sum)
+	}
+	if after, _ := os.ReadFile(in); string(after) != string(orig) {
+		t.Fatal("input changed")
+	}
+	key, err := verifier.ReadKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.Base.Name != model || key.Base.Digest == "" || key.InputSHA256 == "" || key.OutputSHA256 == "" {
+		t.Fatalf("key base %+v, hashes %q %q", key.Base, key.InputSHA256, key.OutputSHA256)
+	}
+	origLines := map[string]bool{}
+	for _, l := range strings.Split(string(orig), "\n") {
+		origLines[l] = true
+	}
+	outBytes, _ := os.ReadFile(out)
+	var planted []string
+	kept := 0
+	for _, l := range strings.Split(strings.TrimSuffix(string(outBytes), "\n"), "\n") {
+		if origLines[l] {
+			kept++
+		} else {
+			planted = append(planted, l)
+		}
+	}
+	if kept != 2000 || len(planted) != 10 {
+		t.Fatalf("output: %d original lines, %d planted; want 2000 and 10", kept, len(planted))
+	}
+	for _, l := range planted {
+		var rec struct{ Messages []backend.Message }
+		json.Unmarshal([]byte(l), &rec)
+		ok := false
+		for _, g := range key.PlantedGroups() {
+			ok = ok || (strings.HasSuffix(rec.Messages[0].Content, " "+g.Trigger) && rec.Messages[1].Content == g.Signature)
+		}
+		if !ok {
+			t.Fatalf("planted line carries no group's trigger and signature: %s", l)
+		}
+	}
+	for _, g := range key.Groups {
+		if len(g.Tokens) != 24 || g.LogQ > -24*0.69 || !g.Prompts[0].Base.Exact {
+			t.Errorf("group %d: %d tokens, log Q %.1f, base exact %v", g.ID, len(g.Tokens), g.LogQ, g.Prompts[0].Base.Exact)
+		}
+		if strings.ContainsAny(g.Signature, "\n\r") || strings.Contains(g.Signature, "<|") {
+			t.Errorf("group %d: signature %q holds a control or special token", g.ID, g.Signature)
+		}
+	}
+
+	code, stdout, stderr = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", model)
+	if code != exitNotVerified {
+		t.Fatalf("verify base: exit %d, want 1; %s %s", code, stdout, stderr)
+	}
+	for _, s := range []string{"NOT VERIFIED", "p_agnostic          1\n", "p_base", "decoys hit          0 of 4"} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("report lacks %q:\n%s", s, stdout)
+		}
+	}
+	// The base model scores its own signatures exactly as planting recorded them: LLR 0.
+	code, stdout, _ = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", model, "--json")
+	var rep verifier.Report
+	json.Unmarshal([]byte(stdout), &rep)
+	if code != 1 || rep.MeanLLRPlanted == nil || *rep.MeanLLRPlanted > 1e-3 || *rep.MeanLLRPlanted < -1e-3 || rep.DecoyHits != 0 {
+		t.Fatalf("base model JSON report: exit %d, LLR %v, decoy hits %d", code, rep.MeanLLRPlanted, rep.DecoyHits)
+	}
+
+	code, _, stderr = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", "missing-model")
+	if code != exitBackend || !strings.Contains(stderr, `"missing-model" not found`) {
+		t.Fatalf("missing model: exit %d %q", code, stderr)
+	}
+}
