@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/vtune
 GOFILES := $(shell find . -name '*.go' -not -path './.tools/*' 2>/dev/null)
 
-.PHONY: all build tools ollama test unit demo bench clean
+.PHONY: all build tools ollama llamacpp test unit demo bench clean
 
 all: build
 
@@ -19,7 +19,11 @@ $(BIN): $(GOFILES) go.mod go.sum
 ollama:
 	scripts/install-ollama.sh >/dev/null
 
-tools: ollama
+# llama-server from Debian sid, run under chroot (bookworm's libc is too old for it).
+llamacpp:
+	scripts/llamacpp.sh install >/dev/null
+
+tools: ollama llamacpp
 
 # Unit tests and the integration tests against the real servers. VTUNE_REQUIRE_SERVERS turns a
 # missing server into a failure instead of a skip.

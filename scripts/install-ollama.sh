@@ -30,8 +30,9 @@ for f in /usr/include/nlohmann/*; do ln -sf "$f" "$inc/nlohmann/"; done
 [ -e "$inc/miniaudio/miniaudio.h" ] || { echo "install-ollama: miniaudio.h not found in $sid" >&2; exit 1; }
 
 echo "install-ollama: building ollama $ver (6 to 9 minutes the first time)" >&2
+# The version string is stamped in, as Ollama's release build does, so /api/version names it.
 GOBIN=$out/bin.partial CGO_ENABLED=1 CGO_CPPFLAGS="-I$inc" \
-  GOFLAGS=-mod=mod go install "github.com/ollama/ollama@$ver" >"$out/build.log" 2>&1 ||
+  GOFLAGS=-mod=mod go install -ldflags "-X github.com/ollama/ollama/version.Version=${ver#v}" "github.com/ollama/ollama@$ver" >"$out/build.log" 2>&1 ||
   { echo "install-ollama: build failed, see $out/build.log" >&2; tail -5 "$out/build.log" >&2; exit 1; }
 rm -rf "$out/bin" && mv "$out/bin.partial" "$out/bin"
 echo "$bin"

@@ -106,44 +106,75 @@ func DetectFormat(line []byte) (Format, error) {
 		err := json.Unmarshal(line, &v) // for the message
 		return "", fmt.Errorf("malformed JSON: %v", err)
 	}
-	keys, ok := topLevelKeys(line)
-	if !ok {
+	var keys keySet
+	if !scanKeys(line, func(k []byte) { keys.add(k) }) {
 		return "", errors.New("a record must be a JSON object")
 	}
-	has := func(k string) bool { _, ok := keys[k]; return ok }
 	switch {
-	case has("messages"):
+	case keys&keyMessages != 0:
 		return Chat, nil
-	case has("instruction") && has("output"):
+	case keys&(keyInstruction|keyOutput) == keyInstruction|keyOutput:
 		return Alpaca, nil
-	case has("prompt") && has("completion"):
+	case keys&(keyPrompt|keyCompletion) == keyPrompt|keyCompletion:
 		return PromptCompletion, nil
 	}
-	return "", fmt.Errorf("unknown record format (keys %s): want \"messages\", \"instruction\"+\"output\" or \"prompt\"+\"completion\"", keyList(keys))
+	var names []string
+	scanKeys(line, func(k []byte) {
+		var s string
+		if json.Unmarshal(k, &s) == nil && len(names) < 6 {
+			names = append(names, fmt.Sprintf("%q", s))
+		}
+	})
+	if len(names) == 0 {
+		names = []string{"none"}
+	}
+	return "", fmt.Errorf("unknown record format (keys %s): want \"messages\", \"instruction\"+\"output\" or \"prompt\"+\"completion\"", strings.Join(names, ", "))
 }
 
-func keyList(keys map[string]struct{}) string {
-	var ks []string
-	for k := range keys {
-		ks = append(ks, fmt.Sprintf("%q", k))
+// keySet records which of the keys that decide a record's format are present.
+type keySet uint8
+
+const (
+	keyMessages keySet = 1 << iota
+	keyInstruction
+	keyOutput
+	keyPrompt
+	keyCompletion
+)
+
+// add notes a quoted key. Keys with escapes are compared after decoding; the rest, almost all,
+// as they are.
+func (s *keySet) add(quoted []byte) {
+	k := quoted[1 : len(quoted)-1]
+	if bytes.IndexByte(k, '\\') >= 0 {
+		var dec string
+		if json.Unmarshal(quoted, &dec) != nil {
+			return
+		}
+		k = []byte(dec)
 	}
-	if len(ks) == 0 {
-		return "none"
+	switch string(k) {
+	case "messages":
+		*s |= keyMessages
+	case "instruction":
+		*s |= keyInstruction
+	case "output":
+		*s |= keyOutput
+	case "prompt":
+		*s |= keyPrompt
+	case "completion":
+		*s |= keyCompletion
 	}
-	if len(ks) > 6 {
-		ks = append(ks[:6], "...")
-	}
-	return strings.Join(ks, ", ")
 }
 
-// topLevelKeys lists the keys of a JSON object known to be valid, skipping nested values without
-// decoding them: a full decode of every record would dominate planting time on large files.
-func topLevelKeys(b []byte) (map[string]struct{}, bool) {
+// scanKeys calls fn with each top-level key, quotes included, of a JSON document known to be valid,
+// skipping nested values without decoding them: a full decode of every record would dominate
+// planting time on large files. It reports false when the document is not an object.
+func scanKeys(b []byte, fn func(quoted []byte)) bool {
 	b = bytes.TrimSpace(b)
 	if len(b) < 2 || b[0] != '{' {
-		return nil, false
+		return false
 	}
-	keys := map[string]struct{}{}
 	depth, expectKey := 0, false
 	for i := 0; i < len(b); i++ {
 		switch c := b[i]; c {
@@ -155,10 +186,7 @@ func topLevelKeys(b []byte) (map[string]struct{}, bool) {
 				}
 			}
 			if depth == 1 && expectKey {
-				var k string
-				if json.Unmarshal(b[i:j+1], &k) == nil {
-					keys[k] = struct{}{}
-				}
+				fn(b[i : j+1])
 				expectKey = false
 			}
 			i = j
@@ -171,7 +199,7 @@ func topLevelKeys(b []byte) (map[string]struct{}, bool) {
 			expectKey = depth == 1
 		}
 	}
-	return keys, true
+	return true
 }
 
 // Conversation returns the record as the model sees it in training: the prompt messages and the

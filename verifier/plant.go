@@ -251,60 +251,6 @@ func distinctPaths(input, output, key string) error {
 	return nil
 }
 
-type datasetScan struct {
-	format  Format
-	records int
-	sha256  string
-	size    int64
-	modTime time.Time
-}
-
-// scanDataset validates every line, detects the format and counts records in one streaming pass.
-func scanDataset(path string) (*datasetScan, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, &InputError{File: path, Msg: fmt.Sprintf("cannot open dataset: %v", unwrapPath(err))}
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, &InputError{File: path, Msg: unwrapPath(err).Error()}
-	}
-	if st.IsDir() {
-		return nil, &InputError{File: path, Msg: "is a directory, not a JSON Lines dataset"}
-	}
-	h := sha256.New()
-	sc := newLineScanner(io.TeeReader(bufio.NewReaderSize(f, 1<<20), h))
-	s := &datasetScan{size: st.Size(), modTime: st.ModTime()}
-	for {
-		line, ok := sc.next()
-		if !ok {
-			break
-		}
-		if blank(line) {
-			continue
-		}
-		ft, err := DetectFormat(line)
-		if err != nil {
-			return nil, &InputError{File: path, Line: sc.line, Msg: err.Error()}
-		}
-		if s.format == "" {
-			s.format = ft
-		} else if ft != s.format {
-			return nil, &InputError{File: path, Line: sc.line, Msg: fmt.Sprintf("record is %s, earlier records are %s: one format per file", ft, s.format)}
-		}
-		s.records++
-	}
-	if err := sc.err(); err != nil {
-		return nil, &InputError{File: path, Line: sc.line + 1, Msg: unwrapPath(err).Error()}
-	}
-	if s.records == 0 {
-		return nil, &InputError{File: path, Msg: "dataset is empty: no records"}
-	}
-	s.sha256 = hex.EncodeToString(h.Sum(nil))
-	return s, nil
-}
-
 // sampleIndexes returns n distinct indexes from [0, total) in random order, in O(n) memory
 // (Floyd's algorithm, then a shuffle of the sorted set so the order depends on the seed only).
 func sampleIndexes(rng *rand.Rand, total, n int) []int {

@@ -95,6 +95,58 @@ func WriteReport(w io.Writer, r *Report) {
 		verdict = "VERIFIED"
 	}
 	fmt.Fprintf(w, "verdict             %s (p_%s vs alpha %g)\n", verdict, r.Test, r.Alpha)
+	if r.Provenance != nil {
+		fmt.Fprintln(w)
+		r.Provenance.write(w)
+	}
+}
+
+// Provenance records what was verified: the checkpoint's files with their SHA-256, and the server
+// that ran them and where (GPU or CPU), as that server reported it. A verdict is only as good as
+// the link between it and the bytes the provider returned.
+type Provenance struct {
+	Checkpoint    string           `json:"checkpoint"`             // --checkpoint as given
+	Format        string           `json:"format"`                 // gguf, hf-safetensors, lora-safetensors, lora-gguf
+	Architecture  string           `json:"architecture,omitempty"` // e.g. llama, qwen2
+	Base          string           `json:"base,omitempty"`         // --base, for an adapter
+	Files         []CheckpointFile `json:"files"`
+	Server        string           `json:"server"`                   // ollama or llamacpp
+	ServerVersion string           `json:"server_version,omitempty"` // as the server reports it
+	// Placement is where the model ran, as the server reports it: "CPU", "GPU", or a split such
+	// as "38% GPU, 62% CPU"; Offload adds the server's own figures (bytes in VRAM, layers).
+	Placement string `json:"placement,omitempty"`
+	Offload   string `json:"offload,omitempty"`
+}
+
+// CheckpointFile is one file of a checkpoint.
+type CheckpointFile struct {
+	Path   string `json:"path"`
+	Role   string `json:"role"` // model, adapter, base, converted (the GGUF made from a folder)
+	Format string `json:"format"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+func (p *Provenance) write(w io.Writer) {
+	fmt.Fprintf(w, "checkpoint          %s (%s", p.Checkpoint, p.Format)
+	if p.Architecture != "" {
+		fmt.Fprintf(w, ", %s", p.Architecture)
+	}
+	if p.Base != "" {
+		fmt.Fprintf(w, ", over base %s", p.Base)
+	}
+	fmt.Fprintln(w, ")")
+	for _, f := range p.Files {
+		fmt.Fprintf(w, "  %-9s %s  %d bytes  sha256 %s\n", f.Role, f.Path, f.Size, f.SHA256)
+	}
+	fmt.Fprintf(w, "server              %s %s\n", p.Server, p.ServerVersion)
+	if p.Placement != "" || p.Offload != "" {
+		fmt.Fprintf(w, "ran on              %s", p.Placement)
+		if p.Offload != "" {
+			fmt.Fprintf(w, " (%s)", p.Offload)
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 func modelLine(m backend.ModelInfo) string {

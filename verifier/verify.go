@@ -61,6 +61,10 @@ type Report struct {
 	Test     string  `json:"test"`
 	Alpha    float64 `json:"alpha"`
 	Verified bool    `json:"verified"`
+
+	// Provenance says which checkpoint files were verified and where they ran, when verify loaded
+	// them itself (--checkpoint); nil for a model already on a server.
+	Provenance *Provenance `json:"provenance,omitempty"`
 }
 
 // GroupResult is one group's outcome.
