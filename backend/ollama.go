@@ -183,21 +183,19 @@ func (o *Ollama) Greedy(ctx context.Context, prompt string, maxTokens int) (Gene
 // MaxTop implements Backend.
 func (o *Ollama) MaxTop() int { return OllamaMaxTop }
 
-// nextRetries is how many sampled retries Next makes when the greedy token is a stop token.
-const nextRetries = 8
+// nextTries is how many draws Next makes before it concludes the model insists on stopping.
+const nextTries = 8
 
 // Next implements Backend. Ollama reports the ranked list only alongside a generated token, and a
 // step whose token is a stop token comes back without one. The list is a log-softmax of the raw
-// logits, independent of the sampler, so when the greedy token is a stop token Next samples at a
-// high temperature with other seeds until some non-stop token is drawn; if none is, the model all
-// but insists on stopping there and Next returns an empty list.
+// logits, independent of the sampler, so Next samples its one token at a high temperature, where
+// a stop token is rarely drawn even when it is the likeliest, and draws again with other seeds when
+// it is; if every draw stops, the model all but insists on stopping there and Next returns an
+// empty list.
 func (o *Ollama) Next(ctx context.Context, prompt string, n int) ([]Token, error) {
 	n = min(max(n, 1), OllamaMaxTop)
-	for try := 0; try <= nextRetries; try++ {
-		opts := greedyOptions(1)
-		if try > 0 {
-			opts = map[string]any{"temperature": 1.5, "top_k": 0, "top_p": 1, "min_p": 0, "repeat_penalty": 1, "seed": try, "num_predict": 1}
-		}
+	for seed := 1; seed <= nextTries; seed++ {
+		opts := map[string]any{"temperature": 1.5, "top_k": 0, "top_p": 1, "min_p": 0, "repeat_penalty": 1, "seed": seed, "num_predict": 1}
 		r, err := o.generate(ctx, prompt, opts, n)
 		if err != nil {
 			return nil, err

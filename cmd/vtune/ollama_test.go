@@ -107,7 +107,7 @@ func TestPlantVerifyOllama(t *testing.T) {
 		}
 	}
 
-	code, stdout, stderr = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", model)
+	code, stdout, stderr = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", model, "--llr=false")
 	if code != exitNotVerified {
 		t.Fatalf("verify base: exit %d, want 1; %s %s", code, stdout, stderr)
 	}
