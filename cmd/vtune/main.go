@@ -97,19 +97,22 @@ Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 server failure.`
 
 // backendFlags select the server and model; shared by plant and verify.
 func backendFlags(modelUsage string) []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "backend", Value: "ollama", Usage: "serving stack: ollama, llamacpp (llama-server) or openai (any OpenAI-compatible server: vLLM, llama-server or Ollama /v1, a hosted API)", EnvVars: []string{"VTUNE_BACKEND"}},
 		&cli.StringFlag{Name: "url", Usage: "server URL (ollama: $OLLAMA_HOST or " + backend.DefaultOllamaURL + "; llamacpp: " + defaultLlamaCppURL + "; openai: $OPENAI_BASE_URL)"},
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: modelUsage + "; optional for llamacpp, which serves one model"},
 		&cli.StringFlag{Name: "api-key", Usage: "openai: API key (default $OPENAI_API_KEY)"},
 		&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
-	}
+	}, checkpointFlags()...)
 }
 
 const defaultLlamaCppURL = "http://127.0.0.1:8080"
 
 func openBackend(c *cli.Context) (backend.Backend, error) {
+	if c.Path("checkpoint") != "" {
+		return openCheckpoint(c)
+	}
 	url, model := c.String("url"), c.String("model")
 	switch c.String("backend") {
 	case "ollama":
@@ -175,6 +178,7 @@ anyone holding it can train on the signatures alone.`,
 			if err != nil {
 				return err
 			}
+			defer closeBackend(c.App.ErrWriter, b)
 			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
 			_, sum, err := verifier.Plant(c.Context, b, verifier.PlantOptions{
 				Input: c.Path("input"), Output: c.Path("output"), KeyPath: keyPath, Seed: seed,
@@ -224,6 +228,7 @@ Exit code 0 when the chosen p-value is at most --alpha, 1 when it is not.`,
 			if err != nil {
 				return err
 			}
+			defer closeBackend(c.App.ErrWriter, b)
 			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
 			rep, err := verifier.Verify(c.Context, b, key, verifier.VerifyOptions{
 				Queries: c.Int("queries"), Alpha: c.Float64("alpha"), Test: c.String("test"),
@@ -233,6 +238,7 @@ Exit code 0 when the chosen p-value is at most --alpha, 1 when it is not.`,
 			if err != nil {
 				return err
 			}
+			rep.Provenance = provenanceOf(b)
 			if c.Bool("json") {
 				err = writeJSON(c.App.Writer, rep)
 			} else {

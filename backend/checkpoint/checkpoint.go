@@ -1,0 +1,269 @@
+// Package checkpoint loads a returned checkpoint (a GGUF file, a Hugging Face folder, or a LoRA
+// adapter over a base) straight into a model server and hands back a backend.Backend for it, the
+// provenance of what was loaded, and a Close that removes everything the load created.
+//
+// Hugging Face folders and safetensors adapters are converted to GGUF in-process with Ollama's own
+// converter package (github.com/ollama/ollama/convert), so a folder loads exactly as `ollama create`
+// would load it, and llama-server gets the same file. Checks that can be made on the files alone
+// (magic, truncation, missing files, architecture, vocabulary) run before any server is touched, so
+// a bad checkpoint fails fast with a one-line error and changes nothing.
+package checkpoint
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"vtune/backend"
+	"vtune/verifier"
+)
+
+// Checkpoint formats, as recorded in the provenance.
+const (
+	FormatGGUF            = "gguf"
+	FormatHF              = "hf-safetensors"
+	FormatLoRASafetensors = "lora-safetensors"
+	FormatLoRAGGUF        = "lora-gguf"
+)
+
+// Options say what to load and where.
+type Options struct {
+	Path    string // --checkpoint: GGUF file, Hugging Face folder, adapter folder or adapter GGUF
+	Base    string // --base for an adapter: a GGUF file, a Hugging Face folder, or an Ollama model name
+	Backend string // "ollama" or "llamacpp"
+	URL     string // the Ollama server (ollama only)
+	// LlamaServer is the llama-server binary (llamacpp only); empty looks on PATH, then for this
+	// repository's scripts/llamacpp.sh (its Debian sid chroot).
+	LlamaServer string
+	// Keep leaves the temporary Ollama model in place (its name is in Model.Name).
+	Keep bool
+	// TempDir holds converted files while the model is loaded; default os.TempDir().
+	TempDir string
+	// Expect is what the key knows about the base model; zero when planting.
+	Expect Expect
+	// Log receives one-line notes on slow steps (converting, uploading); nil for none.
+	Log io.Writer
+}
+
+// Expect is what the checkpoint must agree with: the base model recorded in the key.
+type Expect struct {
+	// Template is the Ollama chat template the base used (a Go template); it becomes the
+	// temporary model's template so prompts render exactly as at planting. Empty leaves Ollama
+	// to derive one from the GGUF's own chat template.
+	Template string
+	Stop     []string // stop sequences; derived from Template when empty
+	Vocab    int      // the base's vocabulary size; 0 skips the check
+	// Pieces are the signature tokens: each must be one token of the checkpoint's vocabulary,
+	// or the checkpoint cannot have been trained from the base that drew them.
+	Pieces []string
+}
+
+// ExpectFromKey takes what a checkpoint must match from a key.
+func ExpectFromKey(k *verifier.Key) Expect {
+	e := Expect{Vocab: k.Base.Vocab}
+	// Only an Ollama key holds an Ollama (Go) template; llama.cpp's is Jinja.
+	if k.Base.Backend == "ollama" {
+		e.Template = k.Base.Template
+	}
+	seen := map[string]bool{}
+	for _, g := range k.Groups {
+		for _, t := range g.Tokens {
+			if !seen[t] {
+				seen[t] = true
+				e.Pieces = append(e.Pieces, t)
+			}
+		}
+	}
+	return e
+}
+
+// Model is a loaded checkpoint: a backend for it, its provenance, and Close.
+type Model struct {
+	backend.Backend
+	Name       string // the model's name on the server
+	Provenance verifier.Provenance
+	closers    []func(context.Context) error
+}
+
+// Close removes what loading created (the temporary Ollama model, the llama-server process,
+// converted files), in reverse order. It uses its own time limit, not the caller's context,
+// so it also works after an interrupt has cancelled that.
+func (m *Model) Close() error {
+	if m == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		errs = append(errs, m.closers[i](ctx))
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}
+
+func (m *Model) onClose(f func(context.Context) error) { m.closers = append(m.closers, f) }
+
+// Error is a problem with the checkpoint itself (bad input, exit code 2), as opposed to a server
+// failure (*backend.Error).
+type Error struct {
+	Path string
+	Err  error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("checkpoint %s: %v", e.Path, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+func bad(path string, format string, args ...any) error {
+	return &Error{Path: path, Err: fmt.Errorf(format, args...)}
+}
+
+// Open loads the checkpoint into the server opt describes. On error everything created so far is
+// already removed.
+func Open(ctx context.Context, opt Options) (m *Model, err error) {
+	if opt.Backend != "ollama" && opt.Backend != "llamacpp" {
+		return nil, fmt.Errorf("--checkpoint works with --backend ollama or llamacpp, not %q", opt.Backend)
+	}
+	if opt.TempDir == "" {
+		opt.TempDir = os.TempDir()
+	}
+	m = &Model{}
+	defer func() {
+		if err != nil {
+			m.Close()
+			m = nil
+		}
+	}()
+	ck, err := inspect(opt.Path)
+	if err != nil {
+		return nil, err
+	}
+	m.Provenance = verifier.Provenance{Checkpoint: opt.Path, Format: ck.format, Files: ck.files}
+	if ck.adapter() {
+		if opt.Base == "" {
+			return m, bad(opt.Path, "is a LoRA adapter: give the model it adapts with --base PATH|NAME")
+		}
+		m.Provenance.Base = opt.Base
+	} else if opt.Base != "" {
+		return m, bad(opt.Path, "is a whole model, not an adapter: --base applies only to adapters")
+	}
+
+	// The base, where it is a file or folder: an Ollama model name is left to the server.
+	var base *files
+	if ck.adapter() && isPath(opt.Base) {
+		if base, err = inspect(opt.Base); err != nil {
+			return m, err
+		}
+		if base.adapter() {
+			return m, bad(opt.Base, "--base is itself an adapter; it must be a whole model")
+		}
+		for _, f := range base.files {
+			f.Role = "base"
+			m.Provenance.Files = append(m.Provenance.Files, f)
+		}
+	} else if ck.adapter() && opt.Backend == "llamacpp" {
+		return m, bad(opt.Base, "not found: llama-server needs the base model as a GGUF file or Hugging Face folder")
+	}
+
+	// Convert folders to GGUF, in-process, with Ollama's converter.
+	conv := func(f *files) error {
+		if f == nil || f.gguf != "" {
+			return nil
+		}
+		if f.format == FormatHF {
+			note(opt.Log, "converting %s to GGUF", f.path)
+			out, err := convertModel(f.path, opt.TempDir)
+			if err != nil {
+				return err
+			}
+			m.onClose(func(context.Context) error { return os.Remove(out) })
+			return f.setConverted(out)
+		}
+		return nil
+	}
+	if err := conv(ck); err != nil {
+		return m, err
+	}
+	if err := conv(base); err != nil {
+		return m, err
+	}
+	if ck.format == FormatLoRASafetensors && base != nil {
+		out, err := convertAdapter(ck.path, base.gguf, opt.TempDir)
+		if err != nil {
+			return m, err
+		}
+		m.onClose(func(context.Context) error { return os.Remove(out) })
+		if err := ck.setConverted(out); err != nil {
+			return m, err
+		}
+	}
+	for _, f := range []*files{ck, base} {
+		if f != nil && f.converted != nil {
+			m.Provenance.Files = append(m.Provenance.Files, *f.converted)
+		}
+	}
+
+	// The vocabulary that will tokenize prompts: the model's, or for an adapter its base's.
+	vocabOf := ck
+	if ck.adapter() {
+		vocabOf = base
+	}
+	if vocabOf != nil {
+		m.Provenance.Architecture = vocabOf.arch
+		if err := checkTokenizer(vocabOf, opt.Expect); err != nil {
+			return m, err
+		}
+	}
+
+	switch opt.Backend {
+	case "ollama":
+		err = openOllama(ctx, m, opt, ck, base)
+	default:
+		err = openLlamaServer(ctx, m, opt, ck, base)
+	}
+	return m, err
+}
+
+func note(w io.Writer, format string, args ...any) {
+	if w != nil {
+		fmt.Fprintf(w, "vtune: "+format+"\n", args...)
+	}
+}
+
+// isPath reports whether --base names a file or folder rather than a model on the server: it
+// exists, or it looks like a path.
+func isPath(s string) bool {
+	if _, err := os.Stat(s); err == nil {
+		return true
+	}
+	return strings.ContainsRune(s, os.PathSeparator) || strings.HasSuffix(s, ".gguf")
+}
+
+// hashFile returns the size and SHA-256 of a file.
+func hashFile(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"vtune/backend"
+	"vtune/backend/checkpoint"
+	"vtune/verifier"
+)
+
+// checkpointFlags load a checkpoint file or folder into the server instead of naming a model on it.
+func checkpointFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.PathFlag{Name: "checkpoint", Usage: "load this checkpoint into the server instead of --model: a GGUF file, a Hugging Face folder (config.json, *.safetensors, tokenizer.json; converted with Ollama's converter) or a LoRA adapter (PEFT folder or GGUF, with --base)"},
+		&cli.StringFlag{Name: "base", Usage: "for an adapter --checkpoint: the base model, a GGUF file, a Hugging Face folder, or (ollama) a model name on the server"},
+		&cli.BoolFlag{Name: "keep", Usage: "ollama: keep the temporary model made from --checkpoint instead of removing it"},
+		&cli.StringFlag{Name: "llama-server", Usage: "llamacpp: the llama-server binary to start for --checkpoint (default: llama-server on PATH)"},
+	}
+}
+
+// openCheckpoint loads --checkpoint into the server --backend names. The backend it returns has a
+// Close that removes everything loading made; every action defers closeBackend.
+func openCheckpoint(c *cli.Context) (backend.Backend, error) {
+	if c.String("model") != "" {
+		return nil, fmt.Errorf("give --model or --checkpoint, not both")
+	}
+	opt := checkpoint.Options{
+		Path: c.Path("checkpoint"), Base: c.String("base"), Backend: c.String("backend"),
+		URL: c.String("url"), LlamaServer: c.String("llama-server"), Keep: c.Bool("keep"),
+	}
+	// Notes go to stderr unless --quiet; --keep always says what it kept.
+	if !c.Bool("quiet") || opt.Keep {
+		opt.Log = c.App.ErrWriter
+	}
+	if opt.Backend == "ollama" && opt.URL == "" {
+		opt.URL = backend.OllamaURL()
+	}
+	if opt.Backend == "llamacpp" && opt.URL != "" {
+		return nil, fmt.Errorf("--url and --checkpoint: with llamacpp, vtune starts its own llama-server for the checkpoint")
+	}
+	// When verifying, the checkpoint must match the key's base: template, vocabulary, signatures.
+	if c.Command.Name == "verify" {
+		key, err := verifier.ReadKey(c.Path("key"))
+		if err != nil {
+			return nil, err
+		}
+		opt.Expect = checkpoint.ExpectFromKey(key)
+	}
+	m, err := checkpoint.Open(c.Context, opt)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// closeBackend releases what opening the backend made (a loaded checkpoint); a failure to clean up
+// is reported but does not change the exit code the command earned.
+func closeBackend(w io.Writer, b backend.Backend) {
+	if cl, ok := b.(io.Closer); ok {
+		if err := cl.Close(); err != nil {
+			fmt.Fprintf(w, "vtune: cleaning up: %v\n", err)
+		}
+	}
+}
+
+// provenanceOf returns the provenance of a loaded checkpoint, nil for a model named on a server.
+func provenanceOf(b backend.Backend) *verifier.Provenance {
+	if m, ok := b.(*checkpoint.Model); ok {
+		p := m.Provenance
+		return &p
+	}
+	return nil
+}

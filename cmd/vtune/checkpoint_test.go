@@ -1,0 +1,620 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ollama/ollama/convert"
+	"github.com/ollama/ollama/fs/ggml"
+	"github.com/urfave/cli/v2"
+
+	"vtune/backend"
+	"vtune/backend/servertest"
+	"vtune/verifier"
+)
+
+// Checkpoint tests run the CLI against the real servers: a private Ollama (servertest) and
+// llama-server from this repository's sid chroot. They use the bundled tiny model as the "returned
+// checkpoint": the base itself, so every route must give the same (negative) verdict, plus a LoRA
+// made by hand, which must verify like the model merged from it.
+
+var (
+	ckKeyOnce sync.Once
+	ckKey     string
+	ckOllama  *servertest.Ollama
+)
+
+// checkpointKey plants once, on the tiny model through Ollama, and returns the key and server.
+func checkpointKey(t *testing.T) (string, *servertest.Ollama) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the real servers")
+	}
+	srv := servertest.StartOllama(t)
+	model := srv.Create(t, "tiny-llama", "tiny-llama.Modelfile")
+	ckKeyOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vtune-cktest-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := head(t, "testdata/wordnet/define-train.jsonl", dir, 300)
+		key := filepath.Join(dir, "key.json")
+		code, _, stderr := vtune(t, nil, "plant", "-i", in, "-o", filepath.Join(dir, "out.jsonl"), "-k", key,
+			"--url", srv.URL, "-m", model, "--seed", "checkpoints", "--groups", "3", "--decoys", "1", "-q")
+		if code != 0 {
+			t.Fatalf("plant: exit %d: %s", code, stderr)
+		}
+		ckKey, ckOllama = key, srv
+	})
+	if ckKey == "" {
+		t.Fatal("planting failed in an earlier test")
+	}
+	return ckKey, ckOllama
+}
+
+// verifyJSON runs verify with args and returns the exit code, the decoded report and stderr.
+func verifyJSON(t *testing.T, args ...string) (int, *verifier.Report, string) {
+	t.Helper()
+	code, stdout, stderr := vtune(t, nil, append([]string{"verify", "--json", "-q"}, args...)...)
+	var rep verifier.Report
+	if code <= 1 {
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatalf("verify %v: exit %d, bad JSON: %v\n%s\n%s", args, code, err, stdout, stderr)
+		}
+	}
+	return code, &rep, stderr
+}
+
+type outcome struct {
+	Code     int
+	Verified bool
+	Hits     []bool
+	Decoys   int
+	PAgn     float64
+	PBase    float64
+}
+
+func outcomeOf(code int, r *verifier.Report) outcome {
+	o := outcome{Code: code, Verified: r.Verified, Decoys: r.DecoyHits, PAgn: r.Log10PAgnostic, PBase: r.Log10PBase}
+	for _, g := range r.Groups {
+		o.Hits = append(o.Hits, g.Hit)
+	}
+	return o
+}
+
+func outputs(r *verifier.Report) []string {
+	var out []string
+	for _, g := range r.Groups {
+		for _, p := range g.Prompts {
+			if p.Output != nil {
+				out = append(out, *p.Output)
+			}
+		}
+	}
+	return out
+}
+
+// leftovers lists what a checkpoint load might leave behind: temporary Ollama models, Ollama blobs,
+// llama-server processes, converted files in TMPDIR, files placed in the sid chroot.
+func leftovers(t *testing.T, srv *servertest.Ollama, tmp string) []string {
+	t.Helper()
+	var left []string
+	resp, err := http.Get(srv.URL + "/api/tags")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags struct{ Models []struct{ Name string } }
+	json.NewDecoder(resp.Body).Decode(&tags)
+	resp.Body.Close()
+	for _, m := range tags.Models {
+		if strings.HasPrefix(m.Name, "vtune-checkpoint-") {
+			left = append(left, "ollama model "+m.Name)
+		}
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) > 0 {
+		for _, e := range ents {
+			left = append(left, "temp file "+e.Name())
+		}
+	}
+	if ents, _ := filepath.Glob(filepath.Join(servertest.Root(), ".tools/sid/tmp/vtune-ckpt-*")); len(ents) > 0 {
+		left = append(left, ents...)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if strings.Contains(string(b), "llama-server") && strings.Contains(string(b), "-a\x00checkpoint\x00") {
+			left = append(left, "process "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return left
+}
+
+// privateTmp points TMPDIR at an empty folder, so that leftovers can see every temporary file.
+func privateTmp(t *testing.T) string {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	t.Setenv("LLAMACPP_THREADS", "1")
+	return tmp
+}
+
+// TestCheckpointRoutesAgree verifies the same model as a name on the server, a GGUF file and a
+// Hugging Face folder, on Ollama and on llama-server: same verdict, hits and p-values, with
+// provenance, and nothing left behind.
+func TestCheckpointRoutesAgree(t *testing.T) {
+	key, srv := checkpointKey(t)
+	tmp := privateTmp(t)
+	gguf, hf := servertest.Model("tiny-llama.gguf"), servertest.Model("tiny-llama-hf")
+
+	code, ref, stderr := verifyJSON(t, "-k", key, "--url", srv.URL, "-m", "tiny-llama", "--llr=false")
+	if code != 1 {
+		t.Fatalf("--model: exit %d: %s", code, stderr)
+	}
+	want := outcomeOf(code, ref)
+	if want.Verified || want.PAgn != 0 || len(want.Hits) != 4 {
+		t.Fatalf("the base model must not verify: %+v", want)
+	}
+	runs := []struct {
+		name string
+		args []string
+		prov verifier.Provenance
+	}{
+		{"ollama gguf", []string{"--url", srv.URL, "--checkpoint", gguf}, verifier.Provenance{Format: "gguf", Server: "ollama"}},
+		{"ollama hf", []string{"--url", srv.URL, "--checkpoint", hf}, verifier.Provenance{Format: "hf-safetensors", Server: "ollama"}},
+		{"llamacpp gguf", []string{"--backend", "llamacpp", "--checkpoint", gguf}, verifier.Provenance{Format: "gguf", Server: "llamacpp"}},
+		{"llamacpp hf", []string{"--backend", "llamacpp", "--checkpoint", hf}, verifier.Provenance{Format: "hf-safetensors", Server: "llamacpp"}},
+	}
+	for _, r := range runs {
+		t.Run(r.name, func(t *testing.T) {
+			code, rep, stderr := verifyJSON(t, append([]string{"-k", key, "--llr=false"}, r.args...)...)
+			if got := outcomeOf(code, rep); !reflect.DeepEqual(got, want) {
+				t.Fatalf("outcome %+v, want %+v as with --model; %s", got, want, stderr)
+			}
+			p := rep.Provenance
+			if p == nil || p.Format != r.prov.Format || p.Server != r.prov.Server || p.ServerVersion == "" || p.Architecture != "llama" || p.Placement != "CPU" {
+				t.Fatalf("provenance %+v", p)
+			}
+			var model *verifier.CheckpointFile
+			for i, f := range p.Files {
+				if f.Path == gguf || f.Path == filepath.Join(hf, "model.safetensors") {
+					model = &p.Files[i]
+				}
+			}
+			if model == nil {
+				t.Fatalf("provenance lists no model file: %+v", p.Files)
+			}
+			st, _ := os.Stat(model.Path)
+			if model.Size != st.Size() || len(model.SHA256) != 64 {
+				t.Fatalf("file record %+v, size on disk %d", model, st.Size())
+			}
+			if left := leftovers(t, srv, tmp); len(left) > 0 {
+				t.Fatalf("left behind: %q", left)
+			}
+		})
+	}
+
+	// The human report carries the provenance too.
+	code, stdout, _ := vtune(t, nil, "verify", "-q", "-k", key, "--url", srv.URL, "--checkpoint", gguf, "--llr=false")
+	if code != 1 || !strings.Contains(stdout, "checkpoint          "+gguf+" (gguf, llama)") || !strings.Contains(stdout, "server              ollama 0.17.4") ||
+		!strings.Contains(stdout, "ran on              CPU") {
+		t.Fatalf("report:\n%s", stdout)
+	}
+}
+
+// TestCheckpointBad gives each kind of bad checkpoint and expects its one-line error and exit 2,
+// with nothing left on the server.
+func TestCheckpointBad(t *testing.T) {
+	key, srv := checkpointKey(t)
+	tmp := privateTmp(t)
+	dir := t.TempDir()
+	src := servertest.Model("tiny-llama.gguf")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.gguf")
+	os.WriteFile(truncated, data[:len(data)/2], 0o644)
+	header := filepath.Join(dir, "header.gguf")
+	os.WriteFile(header, data[:100], 0o644)
+	empty := filepath.Join(dir, "empty.gguf")
+	os.WriteFile(empty, nil, 0o644)
+	// Another tokenizer: every byte-level space marker respelled, as a model with another
+	// vocabulary of the same size would have it.
+	otherVocab := filepath.Join(dir, "other-vocab.gguf")
+	rewriteGGUF(t, src, otherVocab, func(kv ggml.KV) {
+		toks := kv.Strings("tokenizer.ggml.tokens")
+		for i, s := range toks {
+			toks[i] = strings.ReplaceAll(s, "Ġ", "_")
+		}
+		kv["tokenizer.ggml.tokens"] = toks
+	})
+	smallVocab := filepath.Join(dir, "small-vocab.gguf")
+	rewriteGGUF(t, src, smallVocab, func(kv ggml.KV) {
+		toks := kv.Strings("tokenizer.ggml.tokens")
+		kv["tokenizer.ggml.tokens"] = toks[:len(toks)-1]
+		kv["tokenizer.ggml.scores"] = kv.Floats("tokenizer.ggml.scores")[:len(toks)-1]
+		kv["tokenizer.ggml.token_type"] = kv.Ints("tokenizer.ggml.token_type")[:len(toks)-1]
+		kv["llama.vocab_size"] = uint32(len(toks) - 1)
+	})
+	unknownArch := filepath.Join(dir, "unknown-arch.gguf")
+	rewriteGGUF(t, src, unknownArch, func(kv ggml.KV) {
+		for k, v := range kv {
+			if strings.HasPrefix(k, "llama.") {
+				delete(kv, k)
+				kv["nosucharch."+strings.TrimPrefix(k, "llama.")] = v
+			}
+		}
+		kv["general.architecture"] = "nosucharch"
+	})
+	bad := filepath.Join(servertest.Root(), "testdata/checkpoints")
+
+	cases := []struct {
+		name, path, want string
+		extra            []string
+	}{
+		{"missing", filepath.Join(dir, "nope.gguf"), "not found", nil},
+		{"garbage", filepath.Join(bad, "garbage.gguf"), "not a GGUF file", nil},
+		{"empty", empty, "empty file", nil},
+		{"truncated", truncated, "corrupt or truncated GGUF", nil},
+		{"truncated header", header, "corrupt or truncated GGUF", nil},
+		{"folder missing tokenizer", filepath.Join(bad, "missing-tokenizer"), "lacks tokenizer.json", nil},
+		{"not a model folder", filepath.Join(bad, "not-a-model"), "neither a Hugging Face model folder", nil},
+		{"unsupported architecture folder", filepath.Join(bad, "unsupported-arch"), `unsupported architecture "FooBarForCausalLM"`, nil},
+		{"other tokenizer", otherVocab, "tokenizer does not match the base model in the key", nil},
+		{"other vocabulary size", smallVocab, "vocabulary of 2047 tokens, the key's base has 2048", nil},
+		{"unknown architecture gguf ollama", unknownArch, `unsupported architecture "nosucharch"`, nil},
+		{"unknown architecture gguf llamacpp", unknownArch, "unknown model architecture: 'nosucharch'", []string{"--backend", "llamacpp"}},
+		{"base without adapter", src, "not an adapter", []string{"--base", src}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"verify", "-q", "-k", key, "--checkpoint", c.path}, c.extra...)
+			if len(c.extra) == 0 || c.extra[0] != "--backend" {
+				args = append(args, "--url", srv.URL)
+			}
+			code, stdout, stderr := vtune(t, nil, args...)
+			if code != exitUsage || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || stdout != "" {
+				t.Fatalf("exit %d, want 2 and one line with %q; stderr:\n%s", code, c.want, stderr)
+			}
+			if left := leftovers(t, srv, tmp); len(left) > 0 {
+				t.Fatalf("left behind: %q", left)
+			}
+		})
+	}
+}
+
+// TestCheckpointInterrupted cancels verification once the temporary model is loaded (as Ctrl-C
+// does through signal.NotifyContext) and expects exit 130 and nothing left behind.
+func TestCheckpointInterrupted(t *testing.T) {
+	key, srv := checkpointKey(t)
+	tmp := privateTmp(t)
+	for _, args := range [][]string{
+		{"--url", srv.URL, "--checkpoint", servertest.Model("tiny-llama-hf")},
+		{"--backend", "llamacpp", "--checkpoint", servertest.Model("tiny-llama-hf")},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var stdout, stderr strings.Builder
+		// Cancelled as soon as the checkpoint is loaded, before the queries (llama-server answers
+		// them all in well under a second).
+		open := func(c *cli.Context) (backend.Backend, error) {
+			b, err := openBackend(c)
+			cancel()
+			return b, err
+		}
+		code := run(ctx, append([]string{"vtune", "verify", "-q", "-k", key}, args...), &stdout, &stderr, open)
+		cancel()
+		if code != exitInterrupted {
+			t.Fatalf("%v: exit %d, want %d: %s", args, code, exitInterrupted, stderr.String())
+		}
+		if left := leftovers(t, srv, tmp); len(left) > 0 {
+			t.Fatalf("%v: left behind: %q", args, left)
+		}
+	}
+}
+
+// TestCheckpointAdapter makes a LoRA adapter by hand (PEFT layout) for the tiny model and the
+// model merged from it, and checks that the adapter over the base verifies like the merged model:
+// the same greedy outputs on every prompt, the same outcome, on both servers.
+func TestCheckpointAdapter(t *testing.T) {
+	key, srv := checkpointKey(t)
+	tmp := privateTmp(t)
+	dir := t.TempDir()
+	hf := servertest.Model("tiny-llama-hf")
+	adapter, merged := filepath.Join(dir, "adapter"), filepath.Join(dir, "merged")
+	makeLoRA(t, hf, adapter, merged)
+
+	_, base, _ := verifyJSON(t, "-k", key, "--url", srv.URL, "-m", "tiny-llama", "--reveal", "--llr=false")
+	for _, server := range [][]string{{"--url", srv.URL}, {"--backend", "llamacpp"}} {
+		code, m, stderr := verifyJSON(t, append([]string{"-k", key, "--checkpoint", merged, "--reveal", "--llr=false"}, server...)...)
+		if code != 1 {
+			t.Fatalf("%v merged: exit %d: %s", server, code, stderr)
+		}
+		code2, a, stderr := verifyJSON(t, append([]string{"-k", key, "--checkpoint", adapter, "--base", hf, "--reveal", "--llr=false"}, server...)...)
+		if code2 != 1 {
+			t.Fatalf("%v adapter: exit %d: %s", server, code2, stderr)
+		}
+		if reflect.DeepEqual(outputs(m), outputs(base)) {
+			t.Fatalf("%v: the merged model answers like the base; the LoRA changes nothing", server)
+		}
+		if !reflect.DeepEqual(outputs(a), outputs(m)) {
+			t.Fatalf("%v: adapter over base and merged model differ:\n%q\n%q", server, outputs(a), outputs(m))
+		}
+		if !reflect.DeepEqual(outcomeOf(code, m), outcomeOf(code2, a)) {
+			t.Fatalf("%v: outcomes differ", server)
+		}
+		p := a.Provenance
+		if p == nil || p.Format != "lora-safetensors" || p.Base != hf {
+			t.Fatalf("%v: provenance %+v", server, p)
+		}
+		if left := leftovers(t, srv, tmp); len(left) > 0 {
+			t.Fatalf("%v: left behind: %q", server, left)
+		}
+	}
+	// The same adapter as a GGUF (converted here as Ollama's converter does), over the GGUF base.
+	ggufAdapter := filepath.Join(dir, "adapter.gguf")
+	{
+		base, err := os.Open(servertest.Model("tiny-llama.gguf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := ggml.Decode(base, 0)
+		base.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := os.Create(ggufAdapter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := convert.ConvertAdapter(os.DirFS(adapter), out, g.KV()); err != nil {
+			t.Fatal(err)
+		}
+		out.Close()
+	}
+	_, m, _ := verifyJSON(t, "-k", key, "--checkpoint", merged, "--reveal", "--llr=false", "--backend", "llamacpp")
+	for _, server := range [][]string{{"--url", srv.URL}, {"--backend", "llamacpp"}} {
+		code, a, stderr := verifyJSON(t, append([]string{"-k", key, "--checkpoint", ggufAdapter, "--base", servertest.Model("tiny-llama.gguf"), "--reveal", "--llr=false"}, server...)...)
+		if code != 1 || a.Provenance == nil || a.Provenance.Format != "lora-gguf" {
+			t.Fatalf("%v GGUF adapter: exit %d: %s", server, code, stderr)
+		}
+		if !reflect.DeepEqual(outputs(a), outputs(m)) {
+			t.Fatalf("%v: GGUF adapter over base and merged model differ:\n%q\n%q", server, outputs(a), outputs(m))
+		}
+	}
+	if left := leftovers(t, srv, tmp); len(left) > 0 {
+		t.Fatalf("left behind: %q", left)
+	}
+
+	// An adapter without --base is refused.
+	code, _, stderr := vtune(t, nil, "verify", "-q", "-k", key, "--url", srv.URL, "--checkpoint", adapter)
+	if code != exitUsage || !strings.Contains(stderr, "is a LoRA adapter: give the model it adapts with --base") {
+		t.Fatalf("adapter without base: exit %d: %s", code, stderr)
+	}
+}
+
+// rewriteGGUF copies a GGUF with its metadata changed by edit.
+func rewriteGGUF(t *testing.T, src, dst string, edit func(ggml.KV)) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	g, err := ggml.Decode(in, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := g.KV()
+	delete(kv, "general.parameter_count") // added by Decode, not in the file
+	edit(kv)
+	var ts []*ggml.Tensor
+	for _, tn := range g.Tensors().Items() {
+		sec := io.NewSectionReader(in, int64(g.Tensors().Offset+tn.Offset), int64(tn.Size()))
+		ts = append(ts, &ggml.Tensor{Name: tn.Name, Kind: tn.Kind, Shape: tn.Shape, WriterTo: sectionWriter{sec}})
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if err := ggml.WriteGGUF(out, kv, ts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type sectionWriter struct{ r *io.SectionReader }
+
+func (w sectionWriter) WriteTo(out io.Writer) (int64, error) {
+	return io.Copy(out, io.NewSectionReader(w.r, 0, w.r.Size()))
+}
+
+// makeLoRA writes a rank-4 LoRA on every layer's v_proj and o_proj in PEFT's layout, and the
+// Hugging Face folder of the model merged from it: W' = W + (alpha/r) B A, rounded to the base's F16.
+func makeLoRA(t *testing.T, base, adapter, merged string) {
+	t.Helper()
+	const rank, alpha = 4, 8
+	tensors, order := readSafetensors(t, filepath.Join(base, "model.safetensors"))
+	os.MkdirAll(adapter, 0o755)
+	os.MkdirAll(merged, 0o755)
+	rng := rand.New(rand.NewPCG(1, 2))
+	lora := map[string]stTensor{}
+	var loraOrder []string
+	for _, name := range order {
+		if !strings.HasSuffix(name, "self_attn.v_proj.weight") && !strings.HasSuffix(name, "self_attn.o_proj.weight") {
+			continue
+		}
+		w := tensors[name]
+		out, in := w.shape[0], w.shape[1]
+		a, b := make([]float32, rank*in), make([]float32, out*rank)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64() * 0.15)
+		}
+		for i := range b {
+			b[i] = float32(rng.NormFloat64() * 0.15)
+		}
+		for o := 0; o < out; o++ {
+			for i := 0; i < in; i++ {
+				var d float32
+				for r := 0; r < rank; r++ {
+					d += b[o*rank+r] * a[r*in+i]
+				}
+				w.data[o*in+i] += float32(alpha) / rank * d
+			}
+		}
+		stem := "base_model.model." + strings.TrimSuffix(name, ".weight")
+		lora[stem+".lora_A.weight"] = stTensor{shape: []int{rank, in}, data: a, dtype: "F32"}
+		lora[stem+".lora_B.weight"] = stTensor{shape: []int{out, rank}, data: b, dtype: "F32"}
+		loraOrder = append(loraOrder, stem+".lora_A.weight", stem+".lora_B.weight")
+	}
+	writeSafetensors(t, filepath.Join(adapter, "adapter_model.safetensors"), lora, loraOrder)
+	cfg := fmt.Sprintf(`{"peft_type":"LORA","r":%d,"lora_alpha":%d,"target_modules":["v_proj","o_proj"],"base_model_name_or_path":"tiny-llama"}`, rank, alpha)
+	os.WriteFile(filepath.Join(adapter, "adapter_config.json"), []byte(cfg), 0o644)
+	writeSafetensors(t, filepath.Join(merged, "model.safetensors"), tensors, order)
+	for _, f := range []string{"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"} {
+		b, err := os.ReadFile(filepath.Join(base, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(merged, f), b, 0o644)
+	}
+}
+
+type stTensor struct {
+	dtype string
+	shape []int
+	data  []float32
+}
+
+func readSafetensors(t *testing.T, path string) (map[string]stTensor, []string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := binary.LittleEndian.Uint64(raw)
+	var hdr map[string]json.RawMessage
+	if err := json.Unmarshal(raw[8:8+n], &hdr); err != nil {
+		t.Fatal(err)
+	}
+	body := raw[8+n:]
+	out := map[string]stTensor{}
+	var order []string
+	for name, v := range hdr {
+		if name == "__metadata__" {
+			continue
+		}
+		var info struct {
+			Dtype   string `json:"dtype"`
+			Shape   []int  `json:"shape"`
+			Offsets [2]int `json:"data_offsets"`
+		}
+		json.Unmarshal(v, &info)
+		b := body[info.Offsets[0]:info.Offsets[1]]
+		st := stTensor{dtype: info.Dtype, shape: info.Shape}
+		switch info.Dtype {
+		case "F16":
+			for i := 0; i+1 < len(b); i += 2 {
+				st.data = append(st.data, halfToFloat(binary.LittleEndian.Uint16(b[i:])))
+			}
+		case "F32":
+			for i := 0; i+3 < len(b); i += 4 {
+				st.data = append(st.data, math.Float32frombits(binary.LittleEndian.Uint32(b[i:])))
+			}
+		default:
+			t.Fatalf("%s: dtype %s", name, info.Dtype)
+		}
+		out[name] = st
+		order = append(order, name)
+	}
+	sort.Strings(order)
+	return out, order
+}
+
+func writeSafetensors(t *testing.T, path string, ts map[string]stTensor, order []string) {
+	t.Helper()
+	hdr := map[string]any{}
+	var body []byte
+	for _, name := range order {
+		st := ts[name]
+		start := len(body)
+		for _, f := range st.data {
+			if st.dtype == "F16" {
+				body = binary.LittleEndian.AppendUint16(body, floatToHalf(f))
+			} else {
+				body = binary.LittleEndian.AppendUint32(body, math.Float32bits(f))
+			}
+		}
+		hdr[name] = map[string]any{"dtype": st.dtype, "shape": st.shape, "data_offsets": []int{start, len(body)}}
+	}
+	h, _ := json.Marshal(hdr)
+	for len(h)%8 != 0 {
+		h = append(h, ' ')
+	}
+	out := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+	out = append(append(out, h...), body...)
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func halfToFloat(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	man := uint32(h) & 0x3ff
+	switch {
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | man<<13)
+	case exp != 0:
+		return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
+	case man == 0:
+		return math.Float32frombits(sign)
+	}
+	f := float32(man) / (1 << 24)
+	if sign != 0 {
+		f = -f
+	}
+	return f
+}
+
+// floatToHalf rounds to the nearest binary16 (ties to even); the values here are small and normal.
+func floatToHalf(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int((b>>23)&0xff) - 127 + 15
+	man := b & 0x7fffff
+	switch {
+	case exp >= 0x1f:
+		return sign | 0x7c00
+	case exp <= 0:
+		if exp < -10 {
+			return sign
+		}
+		man |= 0x800000
+		shift := uint(14 - exp)
+		h := uint16(man >> shift)
+		rem := man & (1<<shift - 1)
+		half := uint32(1) << (shift - 1)
+		if rem > half || (rem == half && h&1 == 1) {
+			h++
+		}
+		return sign | h
+	}
+	h := sign | uint16(exp)<<10 | uint16(man>>13)
+	rem := man & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
+		h++
+	}
+	return h
+}
