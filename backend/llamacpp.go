@@ -46,6 +46,7 @@ type LlamaCpp struct {
 	lastIDs    []int
 	pieces     map[string]int // token bytes -> id, learned from responses; -1 marks an ambiguous piece
 	learnedAll bool           // pieces holds the whole vocabulary
+	noGrammar  bool           // the server refused a token-level grammar: Score forces token by token
 	specials   map[int]string // text of tokens that render as no bytes (control tokens)
 }
 
@@ -251,6 +252,7 @@ type llamaCompletionRequest struct {
 	CachePrompt       bool         `json:"cache_prompt"`
 	ReturnTokens      bool         `json:"return_tokens"`
 	LogitBias         [][2]float64 `json:"logit_bias,omitempty"`
+	Grammar           string       `json:"grammar,omitempty"`
 	Stream            bool         `json:"stream"`
 }
 
@@ -611,10 +613,11 @@ func (l *LlamaCpp) special(ctx context.Context, id int) string {
 	return r.Content
 }
 
-// Score implements Backend, exactly: each target token is forced with a logit bias after the prompt
-// and the tokens before it, one request per token on the server's prompt cache, and the reported
-// value is the unbiased one. A token with no entry of its own (it leaves a UTF-8 character
-// unfinished) is looked up in the ranked list of the whole vocabulary instead.
+// Score implements Backend, exactly. The whole target is forced in one request where it can be
+// (see forcedAll); the tokens that request cannot vouch for are forced one by one with a logit bias
+// after the prompt and the tokens before them, one request per token on the server's prompt cache.
+// Either way the reported value is the raw model's. A token with no entry of its own (it leaves a
+// UTF-8 character unfinished) is looked up in the ranked list of the whole vocabulary instead.
 func (l *LlamaCpp) Score(ctx context.Context, prompt string, target []Token) (Score, error) {
 	ids, err := l.promptIDs(ctx, prompt)
 	if err != nil {
@@ -624,11 +627,17 @@ func (l *LlamaCpp) Score(ctx context.Context, prompt string, target []Token) (Sc
 	if err != nil {
 		return Score{}, err
 	}
+	known, err := l.forcedAll(ctx, ids, tids, target)
+	if err != nil {
+		return Score{}, err
+	}
 	var s Score
 	seq := append([]int(nil), ids...)
 	for i, t := range target {
-		lp, err := l.forced(ctx, seq, tids[i], t.Raw())
-		if err != nil {
+		lp := 0.0
+		if i < len(known) {
+			lp = known[i]
+		} else if lp, err = l.forced(ctx, seq, tids[i], t.Raw()); err != nil {
 			return Score{}, err
 		}
 		text := t.Text
@@ -642,6 +651,47 @@ func (l *LlamaCpp) Score(ctx context.Context, prompt string, target []Token) (Sc
 		s.Exact = true
 	}
 	return s, nil
+}
+
+// forcedAll teacher-forces the whole target in one request: a token-level grammar (<[id]> for each
+// target token, llama-server's syntax) admits nothing but the target, greedy decoding follows it,
+// and the log-probabilities reported are computed from the raw logits, which the grammar, like a
+// logit bias, does not touch. One request instead of one per token: scoring costs about as much as
+// greedy decoding of the same length. It returns the values of the longest prefix of the target
+// whose entries came back one per token, in order; the caller forces the rest one by one (a token
+// that leaves a UTF-8 character unfinished gets no entry of its own). A server that refuses the
+// grammar (HTTP 400: too old for the syntax) is not asked again.
+func (l *LlamaCpp) forcedAll(ctx context.Context, prompt, ids []int, target []Token) ([]float64, error) {
+	if l.noGrammar || len(ids) < 2 {
+		return nil, nil
+	}
+	var g strings.Builder
+	g.WriteString("root ::=")
+	for _, id := range ids {
+		fmt.Fprintf(&g, " <[%d]>", id)
+	}
+	req := l.greedy(prompt, len(ids), 1)
+	req.Grammar = g.String()
+	req.ReturnTokens = true
+	r, err := l.complete(ctx, req)
+	if llamaStatus(err) == http.StatusBadRequest {
+		l.noGrammar = true
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []float64
+	for k, e := range r.Probs {
+		// An entry that folds an unfinished character into the next token carries more bytes
+		// than its own piece: from there on, entries and tokens no longer pair up.
+		if k >= len(ids) || k >= len(r.Tokens) || r.Tokens[k] != ids[k] || e.ID != ids[k] ||
+			len(e.Bytes) > 0 && !bytes.Equal(e.Bytes, target[k].Raw()) || math.IsNaN(e.logprob()) {
+			break
+		}
+		out = append(out, e.logprob())
+	}
+	return out, nil
 }
 
 // forced returns the raw log-probability of token id after prompt.

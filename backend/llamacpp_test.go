@@ -1,81 +1,40 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"vtune/backend/servertest"
 )
 
-// The llama.cpp and OpenAI tests run against a real llama-server serving the tiny test model: each
-// test binary starts a private one with scripts/llamacpp.sh on first use, and the script's watcher
-// stops it when the binary exits. VTUNE_LLAMACPP_URL points the tests at a server of your own
-// instead, VTUNE_TEST_GGUF at another model file. As with the other server tests, a missing server
-// or model skips the tests unless VTUNE_REQUIRE_SERVERS is set (make test), which makes it a failure.
-
-var (
-	llamaOnce sync.Once
-	llamaURL  string
-	llamaErr  error
-	llamaSkip string
-)
-
+// The llama.cpp and OpenAI tests run against a real llama-server serving the bundled tiny model,
+// the test binary's private one from servertest (started on first use, stopped when the binary
+// exits). VTUNE_LLAMACPP_URL points the tests at a server of your own instead, VTUNE_TEST_GGUF at
+// another model file. A missing server or model skips the tests unless VTUNE_REQUIRE_SERVERS is set
+// (make test), which makes it a failure.
 func llamaServer(t *testing.T) string {
 	t.Helper()
 	if u := os.Getenv("VTUNE_LLAMACPP_URL"); u != "" {
 		return u
 	}
-	llamaOnce.Do(func() {
-		model := os.Getenv("VTUNE_TEST_GGUF")
-		if model == "" {
-			model = filepath.Join("..", "testdata", "models", "tiny-llama.gguf")
-		}
-		if _, err := os.Stat(model); err != nil {
-			llamaSkip = "no test model at " + model + " (set VTUNE_TEST_GGUF, or build testdata first)"
-			return
-		}
-		if _, err := os.Stat(filepath.Join("..", ".tools", "sid", "usr", "bin", "llama-server")); err != nil {
-			llamaSkip = "llama-server is not installed (scripts/llamacpp.sh install)"
-			return
-		}
-		state, err := os.MkdirTemp("", "vtune-llamacpp-")
-		if err != nil {
-			llamaErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join("..", "scripts", "llamacpp.sh"), "start", model)
-		cmd.Env = append(os.Environ(), "LLAMACPP_THREADS=1", "LLAMACPP_STATE="+state, "LLAMACPP_WATCH_PID="+strconv.Itoa(os.Getpid()))
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			llamaErr = errors.New("scripts/llamacpp.sh start: " + err.Error() + ": " + stderr.String())
-			return
-		}
-		llamaURL = strings.TrimSpace(string(out))
-	})
-	if llamaSkip != "" {
-		if os.Getenv("VTUNE_REQUIRE_SERVERS") != "" {
-			t.Fatal(llamaSkip + " (VTUNE_REQUIRE_SERVERS is set, so this fails instead of skipping)")
-		}
-		t.Skip(llamaSkip)
+	model := os.Getenv("VTUNE_TEST_GGUF")
+	if model == "" {
+		model = servertest.Model("tiny-llama.gguf")
 	}
-	if llamaErr != nil {
-		t.Fatal(llamaErr)
-	}
-	return llamaURL
+	return servertest.StartLlamaCpp(t, model).URL
 }
 
 func llamaBackend(t *testing.T) *LlamaCpp {
@@ -407,4 +366,99 @@ func TestNewLlamaCppBadURL(t *testing.T) {
 			t.Errorf("NewLlamaCpp(%q) accepted", u)
 		}
 	}
+}
+
+// Score forces the whole target in one request with a token-level grammar; a server that refuses
+// the grammar (a proxy here, answering 400 as an older llama-server does) gets one forced request
+// per token instead. Both must give the same values, and the grammar path one completion request.
+func TestLlamaCppScoreOneRequest(t *testing.T) {
+	u := llamaServer(t)
+	upstream, _ := url.Parse(u)
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	var completions, refused int
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/completion" {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			mu.Lock()
+			completions++
+			grammar := strings.Contains(string(body), `"grammar"`)
+			if grammar && strings.HasSuffix(r.URL.RawQuery, "old") {
+				refused++
+				mu.Unlock()
+				w.WriteHeader(http.StatusBadRequest)
+				w.Write([]byte(`{"error":{"code":400,"message":"Failed to parse grammar","type":"invalid_request_error"}}`))
+				return
+			}
+			mu.Unlock()
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	ctx := llamaCtx(t)
+	l := llamaBackend(t)
+	// The bundled model's greedy reply to this prompt runs on for 24 tokens.
+	p, err := l.Render(ctx, []Message{{Role: "user", Content: "Define the word Albuquerque."}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := l.Greedy(ctx, p, 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target []Token
+	for _, s := range g.Steps {
+		target = append(target, s.Token)
+	}
+	if len(target) < 4 {
+		t.Fatalf("greedy reply %q too short", g.Text)
+	}
+	// The target leaves the greedy path after its first token, so nothing is the model's own choice.
+	list, err := l.Next(ctx, p, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target[0] = list[3]
+
+	one, _ := NewLlamaCpp(srv.URL)
+	a, err := one.Score(ctx, p, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if completions != 1 {
+		t.Errorf("Score of %d tokens made %d completion requests, want 1", len(target), completions)
+	}
+	completions = 0
+	// A query string on every request marks those the proxy refuses.
+	old, _ := NewLlamaCpp(srv.URL, LlamaCppHTTPClient(&http.Client{Transport: queryTransport{"old"}}))
+	b, err := old.Score(ctx, p, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused != 1 || completions != len(target)+1 {
+		t.Errorf("without grammar: %d refused, %d completion requests; want 1 and %d", refused, completions, len(target)+1)
+	}
+	if !a.Exact || !b.Exact || len(a.Tokens) != len(target) || len(b.Tokens) != len(target) {
+		t.Fatalf("scores %+v and %+v", a, b)
+	}
+	if math.Abs(a.Tokens[0].Logprob-list[3].Logprob) > 1e-5 {
+		t.Errorf("first token %q: %v, the ranked list says %v", list[3].Raw(), a.Tokens[0].Logprob, list[3].Logprob)
+	}
+	for i := range target {
+		if d := math.Abs(a.Tokens[i].Logprob - b.Tokens[i].Logprob); d > 1e-6 {
+			t.Errorf("token %d %q: one request %v, token by token %v", i, target[i].Raw(), a.Tokens[i].Logprob, b.Tokens[i].Logprob)
+		}
+	}
+	t.Logf("%d tokens: %.6f in one request, %.6f token by token", len(target), a.Logprob, b.Logprob)
+}
+
+// queryTransport adds a query string to every request.
+type queryTransport struct{ q string }
+
+func (q queryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.URL.RawQuery = q.q
+	return http.DefaultTransport.RoundTrip(r)
 }

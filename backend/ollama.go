@@ -65,11 +65,19 @@ func NewOllama(baseURL, model string) (*Ollama, error) {
 
 func (o *Ollama) fail(op string, err error) error {
 	var se api.StatusError
-	if errors.As(err, &se) && se.StatusCode == http.StatusNotFound {
-		err = fmt.Errorf("model %q not found (create or pull it first): %s", o.model, se.ErrorMessage)
-	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var ue *url.Error
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return err
-	} else if ue := (*url.Error)(nil); errors.As(err, &ue) {
+	case errors.As(err, &se) && se.StatusCode == http.StatusNotFound && strings.Contains(se.ErrorMessage, "not found"):
+		err = fmt.Errorf("model %q not found (create or pull it first)", o.model)
+	case errors.As(err, &se):
+		msg := se.ErrorMessage
+		if msg == "" {
+			msg = se.Status
+		}
+		err = fmt.Errorf("HTTP %d: %s", se.StatusCode, msg)
+	case errors.As(err, &ue):
 		err = fmt.Errorf("cannot reach Ollama: %v (is the server running?)", ue.Err)
 	}
 	return &Error{Op: "ollama " + op, URL: o.url, Err: err}

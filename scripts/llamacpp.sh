@@ -122,7 +122,9 @@ start() {
     echo "$pid" >"$d/pid"
     echo "$port" >"$d/port"
     for _ in $(seq 600); do
-      alive "$pid" || break
+      # kill -0, not alive: until setsid and chroot have exec'd, the process is not yet named
+      # llama-server, and the name check would call a starting server dead.
+      kill -0 "$pid" 2>/dev/null || break
       if health "$port"; then
         echo "$sum" >"$d/model"
         echo "http://127.0.0.1:$port" >"$d/url"
@@ -138,7 +140,7 @@ start() {
       fi
       sleep 0.1
     done
-    if alive "$pid"; then
+    if kill -0 "$pid" 2>/dev/null; then
       stop_dir "$d"
       die "llama-server did not answer /health within 60 s; see $d/log"
     fi

@@ -450,7 +450,6 @@ func (g *generator) draw(ctx context.Context, id int, decoy bool, host Record, m
 	}
 	grp := &Group{ID: id, Decoy: decoy, Trigger: trig}
 	var sig strings.Builder
-	base := 0.0
 	for t := range g.p.SigLen {
 		ranked, err := g.b.Next(ctx, prompt+sig.String(), g.p.TopN)
 		if err != nil {
@@ -465,10 +464,17 @@ func (g *generator) draw(ctx context.Context, id int, decoy bool, host Record, m
 		grp.Tokens = append(grp.Tokens, string(pick.Raw()))
 		grp.K = append(grp.K, len(cands))
 		grp.LogQ -= math.Log(float64(len(cands)))
-		base += pick.Logprob // the token was in the list, so this is its exact teacher-forced value
 	}
 	grp.Signature = sig.String()
-	grp.Prompts = []Prompt{{Line: host.Line, Messages: pm, Base: BaseScore{Logprob: base, Exact: true}}}
+	// The base value is the backend's teacher-forced score along the signature's own tokens, the
+	// same measurement verification makes, not the sum of the values seen while drawing: those
+	// came from the text so far, which a tokenizer may split differently when a piece merges with
+	// the one before it ("end" + "ed" read back as "ended").
+	sc, err := g.b.Score(ctx, prompt, tokensOf(grp.Tokens))
+	if err != nil {
+		return nil, err
+	}
+	grp.Prompts = []Prompt{{Line: host.Line, Messages: pm, Base: BaseScore{Logprob: sc.Logprob, Exact: sc.Exact}}}
 	return grp, nil
 }
 
@@ -539,9 +545,14 @@ func scoreMessages(ctx context.Context, b backend.Backend, msgs []backend.Messag
 	if err != nil {
 		return backend.Score{}, err
 	}
+	return b.Score(ctx, prompt, tokensOf(tokens))
+}
+
+// tokensOf turns a key's signature tokens into a scoring target.
+func tokensOf(tokens []string) []backend.Token {
 	target := make([]backend.Token, len(tokens))
 	for i, t := range tokens {
 		target[i] = backend.Token{Text: t}
 	}
-	return b.Score(ctx, prompt, target)
+	return target
 }

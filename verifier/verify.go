@@ -207,11 +207,7 @@ func query(ctx context.Context, b backend.Backend, g Group, pr Prompt, opt Verif
 		res.Output = &gen.Text
 	}
 	if opt.LLR {
-		target := make([]backend.Token, len(g.Tokens))
-		for i, t := range g.Tokens {
-			target[i] = backend.Token{Text: t}
-		}
-		sc, err := b.Score(ctx, prompt, target)
+		sc, err := b.Score(ctx, prompt, tokensOf(g.Tokens))
 		if err != nil {
 			return PromptResult{}, err
 		}

@@ -165,9 +165,22 @@ func openOllama(ctx context.Context, m *Model, opt Options, ck, base *files) err
 			}
 		}
 	}
+	// A runner is shared by every model made from the same weights file, whatever the template or
+	// parameters, so a runner listed under another name is ours when its Modelfile names our blob.
+	blob := strings.Replace(req.Files["model.gguf"], "sha256:", "sha256-", 1)
+	ours := func(r api.ProcessModelResponse) bool {
+		if strings.TrimSuffix(r.Name, ":latest") == name || (digest != "" && r.Digest == digest) {
+			return true
+		}
+		if blob == "" {
+			return false
+		}
+		show, err := client.Show(ctx, &api.ShowRequest{Model: r.Name})
+		return err == nil && strings.Contains(show.Modelfile, blob)
+	}
 	if ps, err := client.ListRunning(ctx); err == nil {
 		for _, r := range ps.Models {
-			if strings.TrimSuffix(r.Name, ":latest") == name || (digest != "" && r.Digest == digest && m.Provenance.Placement == "") {
+			if m.Provenance.Placement == "" && ours(r) {
 				m.Provenance.Placement = placement(r.Size, r.SizeVRAM)
 				m.Provenance.Offload = fmt.Sprintf("%s of %s in GPU memory", bytesString(r.SizeVRAM), bytesString(r.Size))
 			}

@@ -1,6 +1,6 @@
 // Package servertest starts the real model servers that integration tests talk to, through the
-// project's own scripts (scripts/ollama.sh), each test binary with a private server on a free
-// loopback port that is stopped when the tests end.
+// project's own scripts (scripts/ollama.sh, scripts/llamacpp.sh), each test binary with a private
+// server on a free loopback port that is stopped when the tests end.
 //
 // When a server binary is not installed, tests that need it skip, unless VTUNE_REQUIRE_SERVERS is
 // set (make test sets it after installing them), in which case they fail: CI must never pass by
@@ -127,4 +127,5 @@ func StopAll() {
 		ollama.script("stop")
 		os.RemoveAll(ollama.state)
 	}
+	stopLlamaCpps()
 }

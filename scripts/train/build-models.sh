@@ -85,9 +85,10 @@ TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}
 """
 PARAMETER stop "<|im_end|>"
 PARAMETER stop "<|endoftext|>"
+PARAMETER repeat_penalty 1
 EOF
   sed -i "s/MODEL/$1/" "$tm/$1.Modelfile.tmp"
-  mv "$tm/$1.Modelfile.tmp" "$tm/$1.Modelfile"
+  if cmp -s "$tm/$1.Modelfile.tmp" "$tm/$1.Modelfile"; then rm "$tm/$1.Modelfile.tmp"; else mv "$tm/$1.Modelfile.tmp" "$tm/$1.Modelfile"; fi
 }
 
 model() {

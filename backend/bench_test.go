@@ -1,0 +1,122 @@
+package backend_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"vtune/backend"
+	"vtune/backend/servertest"
+)
+
+// BenchmarkScoreVsGreedy compares the two calls a verification makes per prompt: greedy decoding of
+// 24 tokens, and the exact teacher-forced score of a 24-token target, on the same server and prompt
+// (the bundled tiny model, whose greedy reply to this prompt runs the full 24 tokens). It reports
+// both times and their ratio, score over greedy, for two targets:
+//
+//   - greedy: the greedy continuation itself, the case of a model that learned the signature;
+//   - signature: the third-ranked text token at every step, as planting draws signatures, which
+//     the model would not say itself: the case of the base model and of decoys.
+//
+// A fresh backend per iteration, as a verification sees a new prompt per group.
+//
+//	go test -run x -bench ScoreVsGreedy ./backend
+func BenchmarkScoreVsGreedy(b *testing.B) {
+	lsrv := servertest.StartLlamaCpp(b, servertest.Model("tiny-llama.gguf"))
+	osrv := servertest.StartOllama(b)
+	name := osrv.Create(b, "tiny-llama", "tiny-llama.Modelfile")
+	stacks := []struct {
+		name string
+		open func() backend.Backend
+	}{
+		{"llamacpp", func() backend.Backend {
+			l, err := backend.NewLlamaCpp(lsrv.URL)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return l
+		}},
+		{"ollama", func() backend.Backend {
+			o, err := backend.NewOllama(osrv.URL, name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return o
+		}},
+	}
+	const n = 24
+	ctx := context.Background()
+	ref := stacks[0].open()
+	prompt, err := ref.Render(ctx, []backend.Message{{Role: "user", Content: "Define the word Albuquerque."}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := ref.Greedy(ctx, prompt, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(g.Steps) != n {
+		b.Fatalf("greedy reply has %d tokens, not %d: %q", len(g.Steps), n, g.Text)
+	}
+	targets := map[string][]backend.Token{}
+	for _, s := range g.Steps {
+		targets["greedy"] = append(targets["greedy"], backend.Token{Text: s.Token.Text, Bytes: s.Token.Bytes})
+	}
+	prefix := ""
+	for len(targets["signature"]) < n {
+		list, err := ref.Next(ctx, prompt+prefix, 20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rank := 0
+		for _, c := range list {
+			if backend.IsText(c.Raw()) {
+				if rank++; rank == 3 {
+					targets["signature"] = append(targets["signature"], backend.Token{Text: c.Text, Bytes: c.Bytes})
+					prefix += string(c.Raw())
+					break
+				}
+			}
+		}
+		if rank < 3 {
+			b.Fatalf("fewer than 3 text tokens after %q", prefix)
+		}
+	}
+	for _, st := range stacks {
+		for _, tn := range []string{"greedy", "signature"} {
+			target := targets[tn]
+			b.Run(st.name+"/"+tn, func(b *testing.B) {
+				// Once untimed: the server loads the model on first use.
+				if _, err := st.open().Score(ctx, prompt, target); err != nil {
+					b.Fatal(err)
+				}
+				var greedy, score time.Duration
+				exact := true
+				for b.Loop() {
+					be := st.open()
+					t0 := time.Now()
+					if _, err := be.Greedy(ctx, prompt, n); err != nil {
+						b.Fatal(err)
+					}
+					t1 := time.Now()
+					sc, err := be.Score(ctx, prompt, target)
+					if err != nil {
+						b.Fatal(err)
+					}
+					score += time.Since(t1)
+					greedy += t1.Sub(t0)
+					exact = exact && sc.Exact
+				}
+				ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(b.N) }
+				b.ReportMetric(ms(greedy), "greedy-ms/op")
+				b.ReportMetric(ms(score), "score-ms/op")
+				b.ReportMetric(float64(score)/float64(greedy), "score/greedy")
+				if exact {
+					b.ReportMetric(1, "exact")
+				} else {
+					b.ReportMetric(0, "exact")
+				}
+			})
+		}
+	}
+}
