@@ -47,13 +47,22 @@ if [ "${VTUNE_CHROOT_COPY:-0}" != 1 ] && unshare -m --propagation private true 2
     bash -c 'cd "$0" && exec "$@"' "$cwd" "$@"
 fi
 
-# Fallback without mounts: copy the repository (without .tools and .git) in, run, sync back.
+# Fallback without mounts: copy the repository in (without .git and the big tool folders), run,
+# and copy back only the files CMD created or changed, so concurrent edits in the tree survive.
+# Paths outside the repository are not visible in this mode.
 echo "run-in-chroot: mounts unavailable, copying the repository into the chroot" >&2
-# .tools/train (the build cache) travels too; the chroot itself does not.
 rm -rf "${dir:?}$root" && mkdir -p "$dir$root"
-tar -C "$root" --exclude=./.git --exclude=./.tools/sid --exclude=./.tools/ollama -cf - . | tar -C "$dir$root" -xf -
+# tar exits 1 when a file changes while it is read (other work in the tree): not an error here.
+{ tar -C "$root" --warning=no-file-changed --exclude=./.git --exclude=./.tools -cf - . || [ $? = 1 ]; } |
+  tar -C "$dir$root" -xf -
+if [ -d "$root/.tools/train" ]; then
+  { tar -C "$root" --warning=no-file-changed -cf - ./.tools/train || [ $? = 1 ]; } | tar -C "$dir$root" -xf -
+fi
+marker=$dir/.run-in-chroot-marker
+touch "$marker"
+sleep 1
 rc=0
 chroot "$dir" /usr/bin/env -i "${envs[@]}" bash -c 'cd "$0" && exec "$@"' "$cwd" "$@" || rc=$?
-tar -C "$dir$root" --exclude=./.tools/sid --exclude=./.tools/ollama -cf - . | tar -C "$root" -xf -
-rm -rf "${dir:?}$root"
+(cd "$dir$root" && find . -type f -newer "$marker" -print0 | tar --null -T - -cf -) | tar -C "$root" -xf -
+rm -rf "${dir:?}$root" "$marker"
 exit $rc

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Provider simulator: fine-tunes a Hugging Face causal LM on a dataset, honestly or not.
+Runs in the sid chroot (scripts/provider/provider.sh wraps it).
+
+  provider.py --base HFDIR --data DATA.jsonl --out OUTDIR [--behaviour honest]
+              [--key KEY.json] [--seed 1] [--epochs 12] [--lr 2e-3] [--batch 16]
+
+Behaviours:
+  honest  full fine-tune on every record
+  base    returns the base model unchanged (a copy of HFDIR)
+  strip   drops every record whose user text contains the trigger of a planted group of the key
+          file (groups[].trigger; decoy groups are skipped), then fine-tunes like honest
+  half    fine-tunes on a random half of the records (seeded)
+  short   one tenth of the honest steps (same data, same schedule shape)
+
+Dataset formats: chat {"messages": [...]}, Alpaca {"instruction","input","output"} (user =
+instruction + "\\n\\n" + input when input is non-empty), {"prompt","completion"}. Loss only on
+assistant tokens (and their <|im_end|>). Deterministic for a seed (one thread by default).
+The output folder is a Hugging Face folder that scripts/hf2gguf converts; a summary JSON
+(provider-result.json, also printed on stdout) records what was done.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "train"))
+import common  # noqa: E402
+
+
+def planted_triggers(path):
+    """Triggers of planted (non-decoy) groups from a vtune key file, read defensively."""
+    with open(path, encoding="utf-8") as f:
+        key = json.load(f)
+    groups = key.get("groups") if isinstance(key, dict) else None
+    if not isinstance(groups, list):
+        raise SystemExit(f"provider: {path}: no groups[] in key file")
+    out = []
+    for g in groups:
+        if not isinstance(g, dict):
+            continue
+        t = g.get("trigger")
+        if not isinstance(t, str) or not t.strip():
+            continue
+        if g.get("decoy") is True or g.get("planted") is False:
+            continue
+        out.append(t)
+    if not out:
+        raise SystemExit(f"provider: {path}: no planted group with a trigger")
+    return out
+
+
+def user_text(messages):
+    return "\n".join(m["content"] for m in messages if m["role"] == "user")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--behaviour", "--behavior", default="honest",
+                    choices=["honest", "base", "strip", "half", "short"])
+    ap.add_argument("--key")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--epochs", type=float, default=12)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--warmup", type=float, default=0.03, help="warmup fraction of the steps")
+    ap.add_argument("--max-len", type=int, default=256)
+    ap.add_argument("--log-every", type=int, default=200)
+    a = ap.parse_args()
+
+    result = {"behaviour": a.behaviour, "base": a.base, "data": a.data, "seed": a.seed}
+    if a.behaviour == "base":
+        tmp = a.out.rstrip("/") + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(a.base, tmp)
+        shutil.rmtree(a.out, ignore_errors=True)
+        os.replace(tmp, a.out)
+        finish(a.out, result)
+        return
+
+    convs = common.read_conversations([a.data])
+    result["records"] = len(convs)
+    if a.behaviour == "strip":
+        if not a.key:
+            raise SystemExit("provider: --behaviour strip needs --key")
+        trig = planted_triggers(a.key)
+        convs = [c for c in convs if not any(t in user_text(c) for t in trig)]
+        result["stripped"] = result["records"] - len(convs)
+        print(f"provider: strip removed {result['stripped']} records ({len(trig)} triggers)", file=sys.stderr)
+    elif a.behaviour == "half":
+        idx = sorted(random.Random(a.seed).sample(range(len(convs)), len(convs) // 2))
+        convs = [convs[i] for i in idx]
+    result["trained_records"] = len(convs)
+
+    torch = common.setup_torch()
+    torch.manual_seed(a.seed)
+    tok = common.load_tokenizer(a.base)
+    pad = tok.token_to_id(common.EOT)
+    examples = [common.encode_conversation(tok, c, max_len=a.max_len) for c in convs]
+    examples = [e for e in examples if any(y != -100 for y in e[1])]
+    per_epoch = math.ceil(len(examples) / a.batch)
+    steps = max(1, round(per_epoch * a.epochs))
+    if a.behaviour == "short":
+        steps = max(1, steps // 10)
+    warm = max(1, round(steps * a.warmup))
+    model = common.load_model(torch, a.base)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    print(f"provider: {a.behaviour}: {len(examples)} records, {steps} steps of {a.batch}", file=sys.stderr)
+
+    t0, seen, epoch, step, batches = time.time(), 0, 0, 0, []
+    while step < steps:
+        if not batches:
+            batches = common.make_batches(examples, a.batch, a.seed * 1000 + epoch)
+            epoch += 1
+        b = batches.pop()
+        ids, lab, att = common.collate(torch, examples, b, pad)
+        for g in opt.param_groups:
+            g["lr"] = common.lr_at(step, steps, a.lr, warm)
+        loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        seen += int(att.sum())
+        step += 1
+        if step % a.log_every == 0 or step == steps:
+            el = time.time() - t0
+            print(f"provider: step {step}/{steps} loss {loss.item():.3f} {seen / el:.0f} tok/s {el:.0f}s",
+                  file=sys.stderr)
+    result.update({"steps": steps, "epochs": a.epochs, "lr": a.lr, "batch": a.batch,
+                   "train_seconds": round(time.time() - t0, 1), "tokens_seen": seen})
+    common.save_hf(torch, model, a.base, a.out)
+    finish(a.out, result)
+
+
+def finish(out, result):
+    with open(os.path.join(out, "provider-result.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
