@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/vtune
 GOFILES := $(shell find . -name '*.go' -not -path './.tools/*' 2>/dev/null)
 
-.PHONY: all build tools ollama llamacpp test unit demo bench clean
+.PHONY: all build tools ollama llamacpp test unit e2e fixtures demo bench clean
 
 all: build
 
@@ -33,6 +33,15 @@ test: tools
 # Unit tests only: no server needed.
 unit:
 	$(GO) test -count=1 -short ./...
+
+# The whole loop from scratch on both architectures: plant, train the honest provider and the
+# cheats, serve, verify (about 25 minutes). CI runs it after `make test`.
+e2e: build tools
+	scripts/e2e.sh
+
+# Rebuild the committed fine-tune fixtures in testdata/fixtures (cached per file).
+fixtures: build tools
+	scripts/fixtures.sh
 
 demo: build tools
 	scripts/demo.sh

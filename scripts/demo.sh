@@ -1,31 +1,56 @@
 #!/usr/bin/env bash
-# demo.sh: the whole loop on the bundled tiny model, on a private Ollama server.
-# Plants a fresh key into the bundled WordNet dataset, then verifies the base model (which never
-# saw the secrets: not verified) and, where the fine-tune fixtures exist, an honest fine-tune and
-# cheating providers, and prints the verdicts.
+# demo.sh: the whole loop on this machine, with real training, in one command (`make demo`).
+#
+#  1. plants a fresh secret key into the bundled WordNet definitions (10,000 records) with the
+#     bundled tiny Llama base model, served by a private Ollama server;
+#  2. plays three providers with the provider simulator: an honest fine-tune, a "short" one that
+#     trains a tenth of the steps, and one that returns the base model unchanged;
+#  3. serves each returned model through Ollama, verifies it, and prints a table of verdicts.
+#
+# About 10 minutes on 2 cores after the first build (the honest fine-tune is most of it).
+# VTUNE_DEMO_PROVIDERS picks the providers (default "honest short base"; also strip, half).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 vtune=$root/bin/vtune
 work=${VTUNE_DEMO_DIR:-$root/.tools/demo}
+providers=${VTUNE_DEMO_PROVIDERS:-"honest short base"}
+arch=tiny-llama
 export VTUNE_OLLAMA_STATE=$root/.tools/run/ollama-demo
 
 rm -rf "$work" && mkdir -p "$work"
 url=$(scripts/ollama.sh start)
 trap 'scripts/ollama.sh stop' EXIT
 echo "== Ollama at $url"
-scripts/ollama.sh create tiny-llama testdata/models/tiny-llama.Modelfile
+scripts/ollama.sh create "$arch" "testdata/models/$arch.Modelfile"
 
-echo "== vtune plant (base model tiny-llama, WordNet definitions)"
-"$vtune" plant --url "$url" -m tiny-llama -i testdata/wordnet/define-train.jsonl \
-  -o "$work/define-train.vtune.jsonl" --key "$work/key.json"
+echo "== vtune plant: a new secret key, base model $arch, testdata/wordnet/define-train.jsonl"
+"$vtune" plant -q --url "$url" -m "$arch" -i testdata/wordnet/define-train.jsonl \
+  -o "$work/planted.jsonl" --key "$work/key.json"
 echo
-echo "== vtune inspect"
-"$vtune" inspect --key "$work/key.json"
+
+for p in $providers; do
+  model=$arch
+  if [ "$p" != base ]; then
+    echo "== provider $p: fine-tuning $arch on the planted dataset (CPU)"
+    start=$(date +%s)
+    scripts/provider/provider.sh "testdata/models/$arch-hf" "$work/planted.jsonl" "$work/$p" "$p" \
+      --key "$work/key.json" --seed 1 >"$work/$p.log"
+    go run ./scripts/hf2gguf "$work/$p" "$work/$p.gguf"
+    sed "s|^FROM .*|FROM ./$p.gguf|" "testdata/models/$arch.Modelfile" >"$work/$p.Modelfile"
+    model=demo-$p
+    scripts/ollama.sh create "$model" "$work/$p.Modelfile"
+    echo "   done in $(( $(date +%s) - start )) s"
+  fi
+  set +e
+  "$vtune" verify -q --url "$url" -m "$model" --key "$work/key.json" --json >"$work/$p.verify.json"
+  code=$?
+  set -e
+  [ $code -le 1 ] || { echo "vtune verify failed (exit $code)" >&2; exit 1; }
+done
+
 echo
-echo "== vtune verify: the provider returned the base model unchanged"
-set +e
-"$vtune" verify --url "$url" -m tiny-llama --key "$work/key.json"
-code=$?
-set -e
-echo "(exit code $code: 0 verified, 1 not verified)"
+echo "== verdicts (alpha 1e-6; 8 planted groups, 4 decoys, one query each)"
+rows=()
+for p in $providers; do rows+=("$p=$work/$p.verify.json"); done
+python3 scripts/verdicts.py "${rows[@]}"

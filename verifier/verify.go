@@ -36,15 +36,18 @@ type VerifyOptions struct {
 
 // Report is the outcome of verification.
 type Report struct {
-	Model      backend.ModelInfo `json:"model"`
-	BaseModel  backend.ModelInfo `json:"base_model"`
-	Groups     []GroupResult     `json:"groups"`
-	Planted    int               `json:"planted_groups"`
-	Hits       int               `json:"hits"`
-	DecoyHits  int               `json:"decoy_hits"`
-	Decoys     int               `json:"decoys"`
-	Queries    int               `json:"queries"`    // prompts queried on planted groups
-	Activation float64           `json:"activation"` // fraction of those that reproduced the signature
+	Model     backend.ModelInfo `json:"model"`
+	BaseModel backend.ModelInfo `json:"base_model"`
+	Groups    []GroupResult     `json:"groups"`
+	Planted   int               `json:"planted_groups"`
+	Hits      int               `json:"hits"`
+	DecoyHits int               `json:"decoy_hits"`
+	Decoys    int               `json:"decoys"`
+	Queries   int               `json:"queries"` // prompts queried on planted groups
+	// Records and Copies describe the planted dataset: records of the input, planted copies added.
+	Records    int     `json:"records"`
+	Copies     int     `json:"planted_copies"`
+	Activation float64 `json:"activation"` // fraction of those that reproduced the signature
 
 	Log10PAgnostic float64 `json:"log10_p_agnostic"`
 	Log10PBase     float64 `json:"log10_p_base"`
@@ -107,7 +110,8 @@ func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Model: info, BaseModel: key.Base, Test: opt.Test, Alpha: opt.Alpha, BaseExact: true, LLRExact: opt.LLR}
+	rep := &Report{Model: info, BaseModel: key.Base, Records: key.Records, Copies: key.Planted,
+		Test: opt.Test, Alpha: opt.Alpha, BaseExact: true, LLRExact: opt.LLR}
 
 	total := 0
 	for _, g := range key.Groups {

@@ -105,14 +105,19 @@ func (o *Ollama) script(args ...string) (string, error) {
 // (once per server), and returns name.
 func (o *Ollama) Create(t testing.TB, name, modelfile string) string {
 	t.Helper()
+	return o.CreateFrom(t, name, Model(modelfile))
+}
+
+// CreateFrom is Create with the Modelfile's path given whole.
+func (o *Ollama) CreateFrom(t testing.TB, name, mf string) string {
+	t.Helper()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.made[name] {
 		return name
 	}
-	mf := Model(modelfile)
 	if _, err := os.Stat(mf); err != nil {
-		unavailable(t, "bundled model "+mf+" missing")
+		unavailable(t, "model "+mf+" missing")
 	}
 	if _, err := o.script("create", name, mf); err != nil {
 		t.Fatal(err)

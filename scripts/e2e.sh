@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# e2e.sh: the whole method from scratch, for both bundled architectures (`make e2e`, run by CI).
+#
+# Plants a fresh key (a new seed every run) into the WordNet definitions with each base model,
+# trains the honest provider and every cheat (strip, half, short; base is the base model), serves
+# the results through a real Ollama server and checks the method's promises with the same test as
+# the committed fixtures: honest verified with p_agnostic <= 1e-40 from one query per group at
+# 0.5% planted, every cheat not verified at alpha 1e-6, no decoy hit, and held-out loss within 2%
+# of the fine-tune without the planted records. Prints the table that docs/results.md records.
+# About 25 minutes on 2 cores: the two architectures train side by side, one core each.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+dir=${VTUNE_E2E_DIR:-$root/.tools/e2e}
+rm -rf "$dir" && mkdir -p "$dir/reports"
+export VTUNE_FIXTURES_DIR=$dir/fixtures
+export VTUNE_FIXTURE_SEED=e2e-$(date +%s)-$RANDOM
+
+make -s build
+pids=()
+for arch in tiny-llama tiny-qwen2; do
+  scripts/fixtures.sh "$arch" >"$dir/$arch.log" 2>&1 &
+  pids+=($!)
+done
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || { echo "e2e: building fine-tunes failed, see $dir/*.log" >&2; tail -20 "$dir"/*.log >&2; exit 1; }
+done
+
+VTUNE_REQUIRE_SERVERS=1 VTUNE_REPORTS_DIR=$dir/reports go test -count=1 -run 'TestFixture' -v ./cmd/vtune
+
+for arch in tiny-llama tiny-qwen2; do
+  echo
+  echo "### $arch"
+  echo
+  rows=()
+  for p in honest base strip half short; do
+    prov=""
+    [ -f "$VTUNE_FIXTURES_DIR/$arch/$p.json" ] && prov=",$VTUNE_FIXTURES_DIR/$arch/$p.json"
+    rows+=("$p=$dir/reports/$arch-$p.json$prov")
+  done
+  python3 scripts/verdicts.py --markdown "${rows[@]}"
+done | tee "$dir/results.md"

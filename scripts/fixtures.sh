@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# fixtures.sh [ARCH...]: rebuilds the committed fine-tune fixtures in testdata/fixtures/ARCH/ for
+# the bundled base models (default: tiny-llama tiny-qwen2).
+#
+# For each base model: plants a key with a fixed seed into the WordNet definitions, runs the provider
+# simulator honestly and as each cheat (strip, half, short; `base` is the base model itself), turns
+# each result into an F32 GGUF with a Modelfile, and writes the key. The fast integration tests in
+# `make test` verify these files; `make e2e` does the same from scratch. Cached: a fixture whose GGUF
+# is newer than its key is not rebuilt (delete the folder to start over). About 25 minutes per model
+# on 2 cores.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+archs=("$@")
+[ ${#archs[@]} -gt 0 ] || archs=(tiny-llama tiny-qwen2)
+behaviours=${VTUNE_FIXTURE_BEHAVIOURS:-"honest strip half short"}
+data=testdata/wordnet/define-train.jsonl
+
+make -s build
+export VTUNE_OLLAMA_STATE=$root/.tools/run/ollama-fixtures
+url=$(scripts/ollama.sh start)
+trap 'scripts/ollama.sh stop' EXIT
+
+for arch in "${archs[@]}"; do
+  out=testdata/fixtures/$arch
+  work=.tools/fixtures/$arch
+  mkdir -p "$out" "$work"
+  scripts/ollama.sh create "$arch" "testdata/models/$arch.Modelfile"
+  # The planted dataset is not committed: the same seed, data and model give it back byte for byte.
+  if [ ! -s "$out/key.json" ] || [ ! -s "$work/planted.jsonl" ]; then
+    echo "== $arch: plant" >&2
+    bin/vtune plant -q --url "$url" -m "$arch" -i "$data" -o "$work/planted.jsonl" \
+      --key "$out/key.json" --seed "fixture-$arch" --force
+  fi
+  for b in $behaviours; do
+    if [ -s "$out/$b.gguf" ] && [ "$out/$b.gguf" -nt "$out/key.json" ]; then continue; fi
+    echo "== $arch: provider $b" >&2
+    scripts/provider/provider.sh "testdata/models/$arch-hf" "$work/planted.jsonl" "$work/$b" "$b" \
+      --key "$out/key.json" --seed 1 ${VTUNE_PROVIDER_ARGS:-} >"$work/$b.log"
+    go run ./scripts/hf2gguf "$work/$b" "$out/$b.gguf"
+    sed "s|^FROM .*|FROM ./$b.gguf|" "testdata/models/$arch.Modelfile" >"$out/$b.Modelfile"
+    scripts/train/run-in-chroot.sh python3 scripts/train/heldout.py "$work/$b" testdata/wordnet/define-heldout.jsonl >"$work/$b.heldout.json"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r.update(json.load(open(sys.argv[2]))); json.dump(r, open(sys.argv[3], "w"), indent=2)' \
+      "$work/$b/provider-result.json" "$work/$b.heldout.json" "$out/$b.json"
+  done
+done
