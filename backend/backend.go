@@ -8,8 +8,10 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"unicode/utf8"
 )
 
@@ -147,4 +149,19 @@ func IsText(raw []byte) bool {
 		return false
 	}
 	return true
+}
+
+// lookup scores token t against a ranked list: its own value when listed, else the list's lowest
+// value as an upper bound (0, i.e. probability 1, for an empty list): what a server that reports
+// only its top tokens can say of a token it did not list.
+func lookup(list []Token, t Token) TokenScore {
+	raw := t.Raw()
+	bound := 0.0
+	for _, c := range list {
+		if bytes.Equal(c.Raw(), raw) {
+			return TokenScore{Text: t.Text, Logprob: c.Logprob, Exact: true}
+		}
+		bound = math.Min(bound, c.Logprob)
+	}
+	return TokenScore{Text: t.Text, Logprob: bound, Exact: false}
 }

@@ -368,15 +368,7 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 	if err := l.call(ctx, "props", "/props", nil, &props); err != nil {
 		return ModelInfo{}, err
 	}
-	var models struct {
-		Data []struct {
-			ID      string   `json:"id"`
-			Aliases []string `json:"aliases"`
-			Meta    struct {
-				NVocab int `json:"n_vocab"`
-			} `json:"meta"`
-		} `json:"data"`
-	}
+	var models modelList
 	if err := l.call(ctx, "models", "/v1/models", nil, &models); err != nil {
 		return ModelInfo{}, err
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -235,18 +234,4 @@ func (o *Ollama) Score(ctx context.Context, prompt string, target []Token) (Scor
 		prefix.Write(t.Raw())
 	}
 	return s, nil
-}
-
-// lookup scores token t against a ranked list: its own value when listed, else the list's lowest
-// value as an upper bound (0, i.e. probability 1, for an empty list).
-func lookup(list []Token, t Token) TokenScore {
-	raw := t.Raw()
-	bound := 0.0
-	for _, c := range list {
-		if bytes.Equal(c.Raw(), raw) {
-			return TokenScore{Text: t.Text, Logprob: c.Logprob, Exact: true}
-		}
-		bound = math.Min(bound, c.Logprob)
-	}
-	return TokenScore{Text: t.Text, Logprob: bound, Exact: false}
 }

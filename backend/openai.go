@@ -108,15 +108,7 @@ func (o *OpenAI) Info(ctx context.Context) (ModelInfo, error) {
 		return *o.info, nil
 	}
 	info := ModelInfo{Backend: "openai", URL: o.base, Name: o.model}
-	var models struct {
-		Data []struct {
-			ID      string   `json:"id"`
-			Aliases []string `json:"aliases"`
-			Meta    struct {
-				NVocab int `json:"n_vocab"`
-			} `json:"meta"`
-		} `json:"data"`
-	}
+	var models modelList
 	err := o.call(ctx, "models", o.base+"/models", nil, &models)
 	switch code := llamaStatus(err); {
 	case err == nil:
@@ -375,7 +367,7 @@ func (o *OpenAI) Score(ctx context.Context, prompt string, target []Token) (Scor
 		if err != nil {
 			return Score{}, err
 		}
-		s.Add(oaiLookup(list, t))
+		s.Add(lookup(list, t))
 		prefix.Write(t.Raw())
 	}
 	return s, nil
@@ -441,7 +433,7 @@ func (o *OpenAI) scoreChat(ctx context.Context, msgs []Message, target []Token) 
 		}
 		st := steps[i]
 		if !bytes.Equal(st.Token.Raw(), t.Raw()) {
-			s.Add(oaiLookup(st.Top, t))
+			s.Add(lookup(st.Top, t))
 			following = false
 			continue
 		}
@@ -454,16 +446,13 @@ func (o *OpenAI) scoreChat(ctx context.Context, msgs []Message, target []Token) 
 	return s, nil
 }
 
-// oaiLookup scores token t against a ranked list: its own value when listed, else the list's lowest
-// value as an upper bound (0, probability 1, for an empty list).
-func oaiLookup(list []Token, t Token) TokenScore {
-	raw := t.Raw()
-	bound := 0.0
-	for _, c := range list {
-		if bytes.Equal(c.Raw(), raw) {
-			return TokenScore{Text: t.Text, Logprob: c.Logprob, Exact: true}
-		}
-		bound = math.Min(bound, c.Logprob)
-	}
-	return TokenScore{Text: t.Text, Logprob: bound, Exact: false}
+// modelList is the answer of /v1/models; llama-server adds each model's vocabulary size.
+type modelList struct {
+	Data []struct {
+		ID      string   `json:"id"`
+		Aliases []string `json:"aliases"`
+		Meta    struct {
+			NVocab int `json:"n_vocab"`
+		} `json:"meta"`
+	} `json:"data"`
 }

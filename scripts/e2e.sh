@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 dir=${VTUNE_E2E_DIR:-$root/.tools/e2e}
 rm -rf "$dir" && mkdir -p "$dir/reports"
-export VTUNE_FIXTURES_DIR=$dir/fixtures
+export VTUNE_FIXTURES_DIR=$dir/fixtures VTUNE_FIXTURES_WORK=$dir/work
 export VTUNE_FIXTURE_SEED=e2e-$(date +%s)-$RANDOM
 
 make -s build
