@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/vtune
 GOFILES := $(shell find . -name '*.go' -not -path './.tools/*' 2>/dev/null)
 
-.PHONY: all build tools ollama llamacpp test unit e2e fixtures demo bench clean
+.PHONY: all build tools ollama llamacpp test unit e2e fixtures demo demo-llamacpp bench clean
 
 all: build
 
@@ -45,6 +45,10 @@ fixtures: build tools
 
 demo: build tools
 	scripts/demo.sh
+
+# The same through llama-server, each model loaded from its GGUF file.
+demo-llamacpp: build tools
+	VTUNE_DEMO_BACKEND=llamacpp scripts/demo.sh
 
 bench: build tools
 	scripts/bench/plant-large.sh

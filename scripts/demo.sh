@@ -9,6 +9,8 @@
 #
 # About 10 minutes on 2 cores after the first build (the honest fine-tune is most of it).
 # VTUNE_DEMO_PROVIDERS picks the providers (default "honest short base"; also strip, half).
+# VTUNE_DEMO_BACKEND=llamacpp (`make demo-llamacpp`) serves every model through llama-server
+# instead, each loaded straight from its GGUF file with --checkpoint.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -16,34 +18,47 @@ vtune=$root/bin/vtune
 work=${VTUNE_DEMO_DIR:-$root/.tools/demo}
 providers=${VTUNE_DEMO_PROVIDERS:-"honest short base"}
 arch=tiny-llama
+backend=${VTUNE_DEMO_BACKEND:-ollama}
 export VTUNE_OLLAMA_STATE=$root/.tools/run/ollama-demo
 
 rm -rf "$work" && mkdir -p "$work"
-url=$(scripts/ollama.sh start)
-trap 'scripts/ollama.sh stop' EXIT
-echo "== Ollama at $url"
-scripts/ollama.sh create "$arch" "testdata/models/$arch.Modelfile"
+if [ "$backend" = ollama ]; then
+  url=$(scripts/ollama.sh start)
+  trap 'scripts/ollama.sh stop' EXIT
+  echo "== Ollama at $url"
+  scripts/ollama.sh create "$arch" "testdata/models/$arch.Modelfile"
+  serve=(--url "$url")
+  base=(-m "$arch")
+else
+  echo "== llama-server: vtune starts one for each GGUF (--checkpoint)"
+  serve=(--backend llamacpp)
+  base=(--checkpoint "testdata/models/$arch.gguf")
+fi
 
 echo "== vtune plant: a new secret key, base model $arch, testdata/wordnet/define-train.jsonl"
-"$vtune" plant -q --url "$url" -m "$arch" -i testdata/wordnet/define-train.jsonl \
+"$vtune" plant -q "${serve[@]}" "${base[@]}" -i testdata/wordnet/define-train.jsonl \
   -o "$work/planted.jsonl" --key "$work/key.json"
 echo
 
 for p in $providers; do
-  model=$arch
+  model=("${base[@]}")
   if [ "$p" != base ]; then
     echo "== provider $p: fine-tuning $arch on the planted dataset (CPU)"
     start=$(date +%s)
     scripts/provider/provider.sh "testdata/models/$arch-hf" "$work/planted.jsonl" "$work/$p" "$p" \
       --key "$work/key.json" --seed 1 >"$work/$p.log"
     go run ./scripts/hf2gguf "$work/$p" "$work/$p.gguf"
-    sed "s|^FROM .*|FROM ./$p.gguf|" "testdata/models/$arch.Modelfile" >"$work/$p.Modelfile"
-    model=demo-$p
-    scripts/ollama.sh create "$model" "$work/$p.Modelfile"
+    if [ "$backend" = ollama ]; then
+      sed "s|^FROM .*|FROM ./$p.gguf|" "testdata/models/$arch.Modelfile" >"$work/$p.Modelfile"
+      scripts/ollama.sh create "demo-$p" "$work/$p.Modelfile"
+      model=(-m "demo-$p")
+    else
+      model=(--checkpoint "$work/$p.gguf")
+    fi
     echo "   done in $(( $(date +%s) - start )) s"
   fi
   set +e
-  "$vtune" verify -q --url "$url" -m "$model" --key "$work/key.json" --json >"$work/$p.verify.json"
+  "$vtune" verify -q "${serve[@]}" "${model[@]}" --key "$work/key.json" --json >"$work/$p.verify.json"
   code=$?
   set -e
   [ $code -le 1 ] || { echo "vtune verify failed (exit $code)" >&2; exit 1; }

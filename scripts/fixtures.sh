@@ -7,7 +7,8 @@
 # each result into an F32 GGUF with a Modelfile, and writes the key. The fast integration tests in
 # `make test` verify these files; `make e2e` does the same from scratch. Cached: a fixture whose GGUF
 # is newer than its key is not rebuilt (delete the folder to start over). About 25 minutes per model
-# on 2 cores.
+# on 2 cores. scripts/e2e.sh runs it with VTUNE_FIXTURES_DIR (where the results go),
+# VTUNE_FIXTURES_WORK (scratch) and VTUNE_FIXTURE_SEED (a fresh seed) to do it all from scratch.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -16,21 +17,26 @@ archs=("$@")
 behaviours=${VTUNE_FIXTURE_BEHAVIOURS:-"honest strip half short"}
 data=testdata/wordnet/define-train.jsonl
 
+outdir=${VTUNE_FIXTURES_DIR:-testdata/fixtures}
+workdir=${VTUNE_FIXTURES_WORK:-$root/.tools/fixtures}
+seed=${VTUNE_FIXTURE_SEED:-fixture}
+
 make -s build
-export VTUNE_OLLAMA_STATE=$root/.tools/run/ollama-fixtures
+# A server of this run's own, so that runs for two architectures can go side by side.
+export VTUNE_OLLAMA_STATE=$root/.tools/run/ollama-fixtures-$$
 url=$(scripts/ollama.sh start)
-trap 'scripts/ollama.sh stop' EXIT
+trap 'scripts/ollama.sh stop; rm -rf "$VTUNE_OLLAMA_STATE"' EXIT
 
 for arch in "${archs[@]}"; do
-  out=testdata/fixtures/$arch
-  work=.tools/fixtures/$arch
+  out=$outdir/$arch
+  work=$workdir/$arch
   mkdir -p "$out" "$work"
   scripts/ollama.sh create "$arch" "testdata/models/$arch.Modelfile"
   # The planted dataset is not committed: the same seed, data and model give it back byte for byte.
   if [ ! -s "$out/key.json" ] || [ ! -s "$work/planted.jsonl" ]; then
     echo "== $arch: plant" >&2
     bin/vtune plant -q --url "$url" -m "$arch" -i "$data" -o "$work/planted.jsonl" \
-      --key "$out/key.json" --seed "fixture-$arch" --force
+      --key "$out/key.json" --seed "$seed-$arch" --force
   fi
   for b in $behaviours; do
     if [ -s "$out/$b.gguf" ] && [ "$out/$b.gguf" -nt "$out/key.json" ]; then continue; fi

@@ -43,6 +43,10 @@ def main():
             "VERIFIED" if r["verified"] else "not verified",
         ])
     head = ["provider", "hits", "p_agnostic", "p_base", "decoy hits", "planted", "held-out loss", "verdict"]
+    if all(row[6] == "-" for row in rows):  # no provider results given: no loss column
+        head.pop(6)
+        for row in rows:
+            row.pop(6)
     if md:
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))

@@ -111,6 +111,10 @@ def main():
         steps = max(1, steps // 10)
     warm = max(1, round(steps * a.warmup))
     model = common.load_model(torch, a.base)
+    # A GPU when there is one (the same script serves a GPU workstation); VTUNE_DEVICE overrides.
+    device = os.environ.get("VTUNE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    result["device"] = device
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.0)
     print(f"provider: {a.behaviour}: {len(examples)} records, {steps} steps of {a.batch}", file=sys.stderr)
 
@@ -120,7 +124,7 @@ def main():
             batches = common.make_batches(examples, a.batch, a.seed * 1000 + epoch)
             epoch += 1
         b = batches.pop()
-        ids, lab, att = common.collate(torch, examples, b, pad)
+        ids, lab, att = (t.to(device) for t in common.collate(torch, examples, b, pad))
         for g in opt.param_groups:
             g["lr"] = common.lr_at(step, steps, a.lr, warm)
         loss = model(input_ids=ids, attention_mask=att, labels=lab).loss
@@ -136,7 +140,7 @@ def main():
                   file=sys.stderr)
     result.update({"steps": steps, "epochs": a.epochs, "lr": a.lr, "batch": a.batch,
                    "train_seconds": round(time.time() - t0, 1), "tokens_seen": seen})
-    common.save_hf(torch, model, a.base, a.out)
+    common.save_hf(torch, model.to("cpu"), a.base, a.out)
     finish(a.out, result)
 
 
