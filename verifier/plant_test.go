@@ -211,7 +211,33 @@ func TestVerifyWithFakeModels(t *testing.T) {
 	if rep.Activation != 5.0/8 {
 		t.Fatalf("activation %v, want 5/8", rep.Activation)
 	}
-	// The same model judged by the base-model test at a level it cannot reach.
+	// Five of eight is significant, but not the coverage of a model trained on all of the data.
+	for _, c := range []struct {
+		min      float64
+		verified bool
+	}{{0.75, false}, {0.625, true}, {0, true}} {
+		rep, _ = Verify(context.Background(), tuned, key, VerifyOptions{Alpha: 1e-6, MinCoverage: c.min})
+		if !rep.Significant || rep.Coverage != 5.0/8 || rep.Verified != c.verified {
+			t.Errorf("min coverage %v: significant %v, coverage %v, verified %v; want verified %v",
+				c.min, rep.Significant, rep.Coverage, rep.Verified, c.verified)
+		}
+	}
+	var out strings.Builder
+	WriteReport(&out, rep)
+	if !strings.Contains(out.String(), "VERIFIED: p_agnostic") {
+		t.Errorf("report:\n%s", out.String())
+	}
+	rep, _ = Verify(context.Background(), tuned, key, VerifyOptions{Alpha: 1e-6, MinCoverage: 0.75})
+	out.Reset()
+	WriteReport(&out, rep)
+	if !strings.Contains(out.String(), "NOT VERIFIED: trained with the secrets") || !strings.Contains(out.String(), "only 5 of 8 groups") {
+		t.Errorf("partial-training report:\n%s", out.String())
+	}
+	if _, err := Verify(context.Background(), tuned, key, VerifyOptions{Alpha: 1e-6, MinCoverage: 1.5}); err == nil {
+		t.Error("min coverage 1.5 accepted")
+	}
+
+	// The same model judged at a level below its p-value.
 	rep, _ = Verify(context.Background(), tuned, key, VerifyOptions{Alpha: math.Pow(10, want-1), Test: TestAgnostic})
 	if rep.Verified {
 		t.Fatal("verified at an alpha below its p-value")

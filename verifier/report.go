@@ -90,11 +90,21 @@ func WriteReport(w io.Writer, r *Report) {
 		note = "  (upper bound: some base probabilities were bounds)"
 	}
 	fmt.Fprintf(w, "p_base              %s%s\n", FormatP(r.Log10PBase), note)
-	verdict := "NOT VERIFIED"
-	if r.Verified {
-		verdict = "VERIFIED"
+	p := r.Log10PAgnostic
+	if r.Test == TestBase {
+		p = r.Log10PBase
 	}
-	fmt.Fprintf(w, "verdict             %s (p_%s vs alpha %g)\n", verdict, r.Test, r.Alpha)
+	cover := fmt.Sprintf("%d of %d groups reproduced", r.Hits, r.Planted)
+	switch {
+	case r.Verified:
+		fmt.Fprintf(w, "verdict             VERIFIED: p_%s %s <= alpha %g, %s\n", r.Test, FormatP(p), r.Alpha, cover)
+	case r.Significant:
+		fmt.Fprintf(w, "verdict             NOT VERIFIED: trained with the secrets (p_%s %s <= alpha %g), but only %s,\n"+
+			"                    below the %.0f%% a model trained on the whole dataset reproduces: partial training\n",
+			r.Test, FormatP(p), r.Alpha, cover, 100*r.MinCoverage)
+	default:
+		fmt.Fprintf(w, "verdict             NOT VERIFIED: p_%s %s > alpha %g, %s\n", r.Test, FormatP(p), r.Alpha, cover)
+	}
 	if r.Provenance != nil {
 		fmt.Fprintln(w)
 		r.Provenance.write(w)

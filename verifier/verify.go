@@ -20,12 +20,22 @@ const (
 // DefaultAlpha is the significance level of the decision.
 const DefaultAlpha = 1e-6
 
+// DefaultMinCoverage is the share of planted groups that must reproduce for a model to count as
+// trained on the whole dataset. A p-value alone answers "was the model made with knowledge of the
+// secrets?", and a provider that trained on part of the data (or for a fraction of the steps) did
+// have some: an honest fine-tune of the bundled models reproduces 8 of 8 groups, one on a random
+// half of the records 4 of 8 (docs/results.md).
+const DefaultMinCoverage = 0.75
+
 // VerifyOptions control verification.
 type VerifyOptions struct {
 	// Queries is the number of stored prompts to query per group; 0 queries all stored ones.
 	Queries int
 	Alpha   float64
 	Test    string
+	// MinCoverage is the share of planted groups that must hit, besides the p-value, for the
+	// verdict "verified"; 0 makes the verdict the significance test alone.
+	MinCoverage float64
 	// LLR also teacher-forces every signature under the model under test, to report the
 	// log-likelihood ratio against the base model.
 	LLR bool
@@ -61,9 +71,16 @@ type Report struct {
 	MeanLLRDecoy   *float64 `json:"mean_llr_decoy,omitempty"`
 	LLRExact       bool     `json:"llr_exact,omitempty"`
 
-	Test     string  `json:"test"`
-	Alpha    float64 `json:"alpha"`
-	Verified bool    `json:"verified"`
+	Test  string  `json:"test"`
+	Alpha float64 `json:"alpha"`
+	// Significant: the chosen p-value is at most Alpha, so the model was made with knowledge of
+	// the secrets.
+	Significant bool `json:"significant"`
+	// Coverage is the share of planted groups that hit; MinCoverage what the verdict asks.
+	Coverage    float64 `json:"coverage"`
+	MinCoverage float64 `json:"min_coverage"`
+	// Verified: significant, with coverage at least MinCoverage.
+	Verified bool `json:"verified"`
 
 	// Provenance says which checkpoint files were verified and where they ran, when verify loaded
 	// them itself (--checkpoint); nil for a model already on a server.
@@ -105,6 +122,9 @@ func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions)
 	}
 	if opt.Queries < 0 {
 		return nil, errors.New("--queries must not be negative")
+	}
+	if opt.MinCoverage < 0 || opt.MinCoverage > 1 {
+		return nil, fmt.Errorf("--min-coverage must be between 0 and 1, not %g", opt.MinCoverage)
 	}
 	info, err := b.Info(ctx)
 	if err != nil {
@@ -182,7 +202,12 @@ func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions)
 	if opt.Test == TestBase {
 		p = rep.Log10PBase
 	}
-	rep.Verified = p <= math.Log10(opt.Alpha)
+	rep.Significant = p <= math.Log10(opt.Alpha)
+	if rep.Planted > 0 {
+		rep.Coverage = float64(rep.Hits) / float64(rep.Planted)
+	}
+	rep.MinCoverage = opt.MinCoverage
+	rep.Verified = rep.Significant && rep.Coverage >= opt.MinCoverage
 	return rep, nil
 }
 

@@ -210,11 +210,13 @@ func verifyCommand(open opener) *cli.Command {
 		Description: `Queries the model under test with every group's triggered prompts under greedy decoding,
 counts exact signature reproductions, and computes two p-values: p_agnostic, valid against any
 model made without the secrets, and p_base, the chance under the base model's own probabilities.
-Exit code 0 when the chosen p-value is at most --alpha, 1 when it is not.`,
+Verified (exit code 0) when the chosen p-value is at most --alpha and at least --min-coverage of
+the planted groups reproduced; otherwise exit code 1. The report says which condition failed.`,
 		Flags: append(backendFlags("model under test (its name on the server)"),
 			&cli.PathFlag{Name: "key", Aliases: []string{"k"}, Usage: "key written by vtune plant", Required: true},
 			&cli.Float64Flag{Name: "alpha", Value: verifier.DefaultAlpha, Usage: "significance level: verified when p <= alpha"},
 			&cli.StringFlag{Name: "test", Value: verifier.TestAgnostic, Usage: "p-value the decision uses: agnostic (any model without the secrets) or base (the base model's probabilities, the paper's test)"},
+			&cli.Float64Flag{Name: "min-coverage", Value: verifier.DefaultMinCoverage, Usage: "share of planted groups that must reproduce, besides the p-value: catches providers that trained on part of the data or for part of the steps; 0 decides on the p-value alone"},
 			&cli.IntFlag{Name: "queries", Usage: "prompts to query per group (0: all stored in the key)"},
 			&cli.BoolFlag{Name: "llr", Value: true, Usage: "also score each signature under the model (log-likelihood ratio against the base); --llr=false skips it"},
 			&cli.BoolFlag{Name: "reveal", Usage: "include the model's outputs in the report (they show the signatures)"},
@@ -231,7 +233,7 @@ Exit code 0 when the chosen p-value is at most --alpha, 1 when it is not.`,
 			defer closeBackend(c.App.ErrWriter, b)
 			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
 			rep, err := verifier.Verify(c.Context, b, key, verifier.VerifyOptions{
-				Queries: c.Int("queries"), Alpha: c.Float64("alpha"), Test: c.String("test"),
+				Queries: c.Int("queries"), Alpha: c.Float64("alpha"), Test: c.String("test"), MinCoverage: c.Float64("min-coverage"),
 				LLR: c.Bool("llr"), Reveal: c.Bool("reveal"), Progress: prog.update,
 			})
 			prog.end()
