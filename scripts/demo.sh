@@ -43,10 +43,11 @@ echo
 for p in $providers; do
   model=("${base[@]}")
   if [ "$p" != base ]; then
-    echo "== provider $p: fine-tuning $arch on the planted dataset (CPU)"
+    echo "== provider $p: fine-tuning $arch on the planted dataset (progress in $work/$p.log)"
     start=$(date +%s)
     scripts/provider/provider.sh "testdata/models/$arch-hf" "$work/planted.jsonl" "$work/$p" "$p" \
-      --key "$work/key.json" --seed 1 >"$work/$p.log"
+      --key "$work/key.json" --seed 1 >"$work/$p.log" 2>&1 ||
+      { tail -5 "$work/$p.log" >&2; exit 1; }
     go run ./scripts/hf2gguf "$work/$p" "$work/$p.gguf"
     if [ "$backend" = ollama ]; then
       sed "s|^FROM .*|FROM ./$p.gguf|" "testdata/models/$arch.Modelfile" >"$work/$p.Modelfile"
