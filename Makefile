@@ -35,7 +35,7 @@ unit:
 	$(GO) test -count=1 -short ./...
 
 # The whole loop from scratch on both architectures: plant, train the honest provider and the
-# cheats, serve, verify (about 25 minutes). CI runs it after `make test`.
+# cheats, serve, verify (about 30 minutes). CI runs it after `make test`.
 e2e: build tools
 	scripts/e2e.sh
 

@@ -7,7 +7,7 @@
 # the committed fixtures: honest verified with p_agnostic <= 1e-40 from one query per group at
 # 0.5% planted, every cheat not verified at alpha 1e-6, no decoy hit, and held-out loss within 2%
 # of the fine-tune without the planted records. Prints the table that docs/results.md records.
-# About 25 minutes on 2 cores: the two architectures train side by side, one core each.
+# About 30 minutes on 2 cores: the two architectures train side by side, one core each.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
