@@ -165,3 +165,16 @@ func lookup(list []Token, t Token) TokenScore {
 	}
 	return TokenScore{Text: t.Text, Logprob: bound, Exact: false}
 }
+
+// tokenBytes converts a token's bytes as JSON servers send them (an array of numbers) to []byte;
+// nil stays nil, so Token.Raw falls back to the text.
+func tokenBytes(b []int) []byte {
+	if b == nil {
+		return nil
+	}
+	out := make([]byte, len(b))
+	for i, v := range b {
+		out[i] = byte(v)
+	}
+	return out
+}

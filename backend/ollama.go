@@ -164,14 +164,7 @@ func greedyOptions(n int) map[string]any {
 }
 
 func token(t api.TokenLogprob) Token {
-	tok := Token{Text: t.Token, Logprob: t.Logprob}
-	if t.Bytes != nil {
-		tok.Bytes = make([]byte, len(t.Bytes))
-		for i, b := range t.Bytes {
-			tok.Bytes[i] = byte(b)
-		}
-	}
-	return tok
+	return Token{Text: t.Token, Logprob: t.Logprob, Bytes: tokenBytes(t.Bytes)}
 }
 
 // Greedy implements Backend.

@@ -185,14 +185,7 @@ type oaiLogprob struct {
 }
 
 func (e oaiLogprob) token() Token {
-	t := Token{Text: e.Token, Logprob: e.Logprob}
-	if e.Bytes != nil {
-		t.Bytes = make([]byte, len(e.Bytes))
-		for i, b := range e.Bytes {
-			t.Bytes[i] = byte(b)
-		}
-	}
-	return t
+	return Token{Text: e.Token, Logprob: e.Logprob, Bytes: tokenBytes(e.Bytes)}
 }
 
 // oaiLogprobs holds either format: the chat format (content) or the legacy completions format

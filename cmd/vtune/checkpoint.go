@@ -23,7 +23,7 @@ func checkpointFlags() []cli.Flag {
 
 // openCheckpoint loads --checkpoint into the server --backend names. The backend it returns has a
 // Close that removes everything loading made; every action defers closeBackend.
-func openCheckpoint(c *cli.Context) (backend.Backend, error) {
+func openCheckpoint(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
 	if c.String("model") != "" {
 		return nil, fmt.Errorf("give --model or --checkpoint, not both")
 	}
@@ -42,11 +42,7 @@ func openCheckpoint(c *cli.Context) (backend.Backend, error) {
 		return nil, fmt.Errorf("--url and --checkpoint: with llamacpp, vtune starts its own llama-server for the checkpoint")
 	}
 	// When verifying, the checkpoint must match the key's base: template, vocabulary, signatures.
-	if c.Command.Name == "verify" {
-		key, err := verifier.ReadKey(c.Path("key"))
-		if err != nil {
-			return nil, err
-		}
+	if key != nil {
 		opt.Expect = checkpoint.ExpectFromKey(key)
 	}
 	m, err := checkpoint.Open(c.Context, opt)

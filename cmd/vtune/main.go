@@ -35,8 +35,9 @@ const (
 
 var errNotVerified = errors.New("not verified")
 
-// opener makes the backend a command's flags describe; tests swap in an in-process model.
-type opener func(c *cli.Context) (backend.Backend, error)
+// opener makes the backend a command's flags describe; tests swap in an in-process model. key is
+// the key being verified against, nil when planting.
+type opener func(c *cli.Context, key *verifier.Key) (backend.Backend, error)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -109,9 +110,9 @@ func backendFlags(modelUsage string) []cli.Flag {
 
 const defaultLlamaCppURL = "http://127.0.0.1:8080"
 
-func openBackend(c *cli.Context) (backend.Backend, error) {
+func openBackend(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
 	if c.Path("checkpoint") != "" {
-		return openCheckpoint(c)
+		return openCheckpoint(c, key)
 	}
 	url, model := c.String("url"), c.String("model")
 	switch c.String("backend") {
@@ -174,7 +175,7 @@ anyone holding it can train on the signatures alone.`,
 			if _, err := os.Stat(keyPath); err == nil && !c.Bool("force") {
 				return fmt.Errorf("key %s exists: refusing to overwrite a secret (use --force)", keyPath)
 			}
-			b, err := open(c)
+			b, err := open(c, nil)
 			if err != nil {
 				return err
 			}
@@ -226,7 +227,7 @@ the planted groups reproduced; otherwise exit code 1. The report says which cond
 			if err != nil {
 				return err
 			}
-			b, err := open(c)
+			b, err := open(c, key)
 			if err != nil {
 				return err
 			}
