@@ -258,10 +258,35 @@ func lastUser(msgs []backend.Message) int {
 	return -1
 }
 
-// appendTrigger adds the trigger at the end of a user turn, separated by one space.
+// appendTrigger adds the trigger at the end of a user turn, joined the way the text joins its own
+// parts, so that the planted prompt reads like the data:
+//
+//   - the trigger loses white space at both ends, and any characters at its end that would leave the
+//     prompt hanging: an opening bracket or quote, a comma, colon, semicolon, hyphen or dash;
+//   - empty content gets the trigger alone, and content ending in white space gets it directly, with
+//     no second separator;
+//   - a trigger starting with ',', '.', ';', ':', '!', '?', ')' or ']' attaches to the last word;
+//   - when the content's last line is a separate field (a list item, a "Label: value" line, or a
+//     short line after a short line, right after a non-blank line: see fieldBreak), the trigger goes
+//     on a new line, after the same line break ("\n" or "\r\n");
+//   - otherwise one space joins them.
+//
+// A trigger that trims to nothing leaves the content as it is; otherwise the result ends with the
+// trimmed trigger, never in white space, and the join adds no double space. Only the content's last
+// paragraph decides, so the planted Alpaca input and the verification prompt (WithTrigger on
+// instruction and input) agree.
 func appendTrigger(content, trigger string) string {
-	if content == "" || strings.HasSuffix(content, " ") || strings.HasSuffix(content, "\n") {
+	trigger = trimTrigger(trigger)
+	switch {
+	case trigger == "":
+		return content
+	case content == "":
+		return trigger
+	case endsInSpace(content), attaches(trigger):
 		return content + trigger
+	}
+	if sep := fieldBreak(content); sep != "" {
+		return content + sep + trigger
 	}
 	return content + " " + trigger
 }
