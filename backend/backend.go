@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -114,6 +115,11 @@ type Backend interface {
 	// Score teacher-forces target, given as the token pieces to force one after another, after
 	// prompt and returns each token's log-probability, exact or bounded.
 	Score(ctx context.Context, prompt string, target []Token) (Score, error)
+
+	// ScoreText teacher-forces free text after prompt, split into tokens as the model's own
+	// tokenizer splits it where the server can tokenize (then exact), else as the server's ranked
+	// lists allow (approximate: see scoreTextByLists). Score.Tokens holds one entry per token.
+	ScoreText(ctx context.Context, prompt, text string) (Score, error)
 }
 
 // Error is a failure of the server or of the conversation with it, as opposed to bad input. The
@@ -164,6 +170,59 @@ func lookup(list []Token, t Token) TokenScore {
 		bound = math.Min(bound, c.Logprob)
 	}
 	return TokenScore{Text: t.Text, Logprob: bound, Exact: false}
+}
+
+// scoreTextByLists scores text for a server that can neither tokenize nor force a token, from
+// the ranked lists next returns. At each step it takes the longest listed token that the rest of
+// the text starts with (its value is exact); when no listed token fits, the step is one unlisted
+// token covering the rest of the word (up to the next space, at least one character), bounded by
+// the list's lowest value. The split is the lists' greedy one, not necessarily the tokenizer's, so
+// the sum approximates log P(text | prompt); it is the same measurement for every text, which is
+// what a comparison between two sets of records needs.
+func scoreTextByLists(ctx context.Context, next func(ctx context.Context, prompt string, n int) ([]Token, error), n int, prompt, text string) (Score, error) {
+	s := Score{Exact: true}
+	for done := 0; done < len(text); {
+		list, err := next(ctx, prompt+text[:done], n)
+		if err != nil {
+			return Score{}, err
+		}
+		rest := text[done:]
+		best := -1
+		for i, t := range list {
+			if raw := t.Raw(); len(raw) > 0 && strings.HasPrefix(rest, string(raw)) && (best < 0 || len(raw) > len(list[best].Raw())) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			raw := list[best].Raw()
+			s.Add(TokenScore{Text: string(raw), Logprob: list[best].Logprob, Exact: true})
+			done += len(raw)
+			continue
+		}
+		w := unlistedPiece(rest)
+		s.Add(lookup(list, Token{Text: rest[:w]}))
+		done += w
+	}
+	return s, nil
+}
+
+// unlistedPiece returns the length of the piece that stands for one unlisted token at the start
+// of rest: a leading space and the word after it, or a single character when rest starts with
+// another separator.
+func unlistedPiece(rest string) int {
+	i := 0
+	if strings.HasPrefix(rest, " ") {
+		i = 1
+	}
+	j := strings.IndexAny(rest[i:], " \n\t")
+	switch {
+	case j < 0:
+		return len(rest)
+	case j > 0:
+		return i + j
+	}
+	_, w := utf8.DecodeRuneInString(rest[i:])
+	return i + max(w, 1)
 }
 
 // tokenBytes converts a token's bytes as JSON servers send them (an array of numbers) to []byte;

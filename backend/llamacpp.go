@@ -619,6 +619,48 @@ func (l *LlamaCpp) Score(ctx context.Context, prompt string, target []Token) (Sc
 	if err != nil {
 		return Score{}, err
 	}
+	return l.scoreIDs(ctx, ids, tids, target)
+}
+
+// ScoreText implements Backend, exactly: the text is tokenized after the prompt as the server
+// tokenizes the two together (so the first token may merge with nothing of the prompt only when
+// the tokenizer says so), then forced like a Score target.
+func (l *LlamaCpp) ScoreText(ctx context.Context, prompt, text string) (Score, error) {
+	ids, err := l.promptIDs(ctx, prompt)
+	if err != nil {
+		return Score{}, err
+	}
+	if text == "" {
+		return Score{Exact: true}, nil
+	}
+	r, err := l.tokenize(ctx, prompt+text, true, true)
+	if err != nil {
+		return Score{}, err
+	}
+	aligned := len(r.Tokens) > len(ids)
+	for i := 0; aligned && i < len(ids); i++ {
+		aligned = r.Tokens[i].ID == ids[i]
+	}
+	rest := r.Tokens[min(len(ids), len(r.Tokens)):]
+	if !aligned {
+		// The text's first piece merged with the prompt's end: tokenize the text on its own.
+		t, err := l.tokenize(ctx, text, false, false)
+		if err != nil {
+			return Score{}, err
+		}
+		rest = t.Tokens
+	}
+	tids := make([]int, len(rest))
+	target := make([]Token, len(rest))
+	for i, t := range rest {
+		tids[i], target[i] = t.ID, Token{Text: string(t.Piece), Bytes: []byte(t.Piece)}
+	}
+	return l.scoreIDs(ctx, ids, tids, target)
+}
+
+// scoreIDs forces the target tokens tids after the prompt ids: in one request where it can
+// (forcedAll), one request per token for the rest.
+func (l *LlamaCpp) scoreIDs(ctx context.Context, ids, tids []int, target []Token) (Score, error) {
 	known, err := l.forcedAll(ctx, ids, tids, target)
 	if err != nil {
 		return Score{}, err

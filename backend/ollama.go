@@ -228,3 +228,9 @@ func (o *Ollama) Score(ctx context.Context, prompt string, target []Token) (Scor
 	}
 	return s, nil
 }
+
+// ScoreText implements Backend from ranked lists (Ollama has no tokenize endpoint): approximate,
+// see scoreTextByLists.
+func (o *Ollama) ScoreText(ctx context.Context, prompt, text string) (Score, error) {
+	return scoreTextByLists(ctx, o.Next, OllamaMaxTop, prompt, text)
+}

@@ -449,3 +449,8 @@ type modelList struct {
 		} `json:"meta"`
 	} `json:"data"`
 }
+
+// ScoreText implements Backend from ranked lists: approximate, see scoreTextByLists.
+func (o *OpenAI) ScoreText(ctx context.Context, prompt, text string) (Score, error) {
+	return scoreTextByLists(ctx, o.Next, o.MaxTop(), prompt, text)
+}

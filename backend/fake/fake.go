@@ -100,7 +100,8 @@ func (m *Model) Next(_ context.Context, prompt string, n int) ([]backend.Token, 
 	if rest, ok := m.learned(prompt); ok {
 		best := -1
 		for i, t := range d {
-			if strings.HasPrefix(rest, t.Text) && t.Text != "" && (best < 0 || len(t.Text) > len(d[best].Text)) {
+			if strings.HasPrefix(rest, t.Text) && t.Text != "" && (best < 0 || len(t.Text) > len(d[best].Text)) &&
+				m.segmentable(rest[len(t.Text):]) {
 				best = i
 			}
 		}
@@ -114,6 +115,23 @@ func (m *Model) Next(_ context.Context, prompt string, n int) ([]backend.Token, 
 		}
 	}
 	return d[:min(n, len(d))], nil
+}
+
+// segmentable reports whether s can be written as vocabulary pieces, so that a learned
+// continuation is followed along pieces that reach its end (" the" + "d" would not: "d" is not a
+// piece, while " th" + "ed" is).
+func (m *Model) segmentable(s string) bool {
+	ok := make([]bool, len(s)+1) // ok[i]: s[i:] can be segmented
+	ok[len(s)] = true
+	for i := len(s) - 1; i >= 0; i-- {
+		for _, v := range m.Vocab {
+			if v != "" && strings.HasPrefix(s[i:], v) && ok[i+len(v)] {
+				ok[i] = true
+				break
+			}
+		}
+	}
+	return ok[0]
 }
 
 // MaxTop implements backend.Backend.
@@ -151,6 +169,30 @@ func (m *Model) Score(ctx context.Context, prompt string, target []backend.Token
 		}
 		s.Add(ts)
 		prefix += t.Text
+	}
+	return s, nil
+}
+
+// ScoreText implements backend.Backend with one token per word. A text the model learned after
+// prompt scores about -0.1 a token, like a memorised answer; any other text gets a deterministic
+// pseudo-random value in (-5, -3] a token, like text the model never saw.
+func (m *Model) ScoreText(_ context.Context, prompt, text string) (backend.Score, error) {
+	m.Calls["ScoreText"]++
+	learned := m.Learned[prompt] == text
+	s := backend.Score{Exact: true}
+	for i, w := range strings.SplitAfter(text, " ") {
+		if w == "" {
+			continue
+		}
+		lp := -0.1
+		if !learned {
+			h := fnv.New64a()
+			h.Write([]byte(prompt))
+			h.Write([]byte{byte(i)})
+			h.Write([]byte(w))
+			lp = -3 - float64(h.Sum64()%2000)/1000
+		}
+		s.Add(backend.TokenScore{Text: w, Logprob: lp, Exact: true})
 	}
 	return s, nil
 }
