@@ -13,8 +13,9 @@ import (
 	"vtune/backend"
 )
 
-// KeyVersion is the key file format this build writes and reads.
-const KeyVersion = 1
+// KeyVersion is the key file format this build writes. Version 1 keys (before the whole-data test)
+// are still read: they verify the secrets, and the report says the whole-data test is not available.
+const KeyVersion = 2
 
 // Key is the secret that planting writes and verification reads: everything verification needs, so
 // that nothing must be re-derived from the base model or the data. It is JSON, mode 0600.
@@ -29,7 +30,11 @@ type Key struct {
 
 	Format  Format `json:"format"`  // the dataset's record format
 	Records int    `json:"records"` // records in the input
-	Planted int    `json:"planted"` // planted copies added to the output
+	Planted int    `json:"planted"` // planted records in the output (hosts replaced, or copies added)
+
+	// WholeData holds the held-back records and sentinels of the whole-data test; nil when the
+	// dataset was too small for it (or in a version 1 key).
+	WholeData *WholeData `json:"whole_data,omitempty"`
 
 	Groups []Group `json:"groups"` // planted groups first, then decoys
 
@@ -52,9 +57,14 @@ type Params struct {
 	TriggerLen int     `json:"trigger_len"` // trigger length in tokens (as asked of the model)
 	Rate       float64 `json:"rate,omitempty"`
 	Count      int     `json:"count,omitempty"`
-	Mode       string  `json:"mode"`    // "replace" or "prefix"
-	Prompts    int     `json:"prompts"` // verification prompts stored per group
-	TopN       int     `json:"top_n"`   // length of the ranked lists the candidates came from
+	Mode       string  `json:"mode"` // "replace" or "prefix"
+	// Copies adds planted records beside their hosts instead of replacing the hosts in place.
+	Copies bool `json:"copies,omitempty"`
+	// HeldBack and Sentinels are b and c of the whole-data test as asked (0: the default).
+	HeldBack  int `json:"held_back,omitempty"`
+	Sentinels int `json:"sentinels,omitempty"`
+	Prompts   int `json:"prompts"` // verification prompts stored per group
+	TopN      int `json:"top_n"`   // length of the ranked lists the candidates came from
 }
 
 // Group is one secret: trigger T_j and signature S_j.
@@ -86,6 +96,42 @@ type Prompt struct {
 // BaseScore is log P_base(S_j | prompt), natural log; an upper bound when Exact is false.
 type BaseScore struct {
 	Logprob float64 `json:"logprob"`
+	Exact   bool    `json:"exact"`
+}
+
+// WholeData is the material of the whole-data test (method.md): records the provider never saw
+// (held back) and records it received unchanged (sentinels), each with its base score, so that
+// verification needs neither the dataset nor the base model.
+type WholeData struct {
+	// Source is "drawn" when the held-back records were drawn from the dataset with the
+	// sentinels (exchangeable by construction), or the path of the user's --heldout file (then
+	// the test is not guaranteed: such a split need not be exchangeable with the sent records).
+	Source    string         `json:"source"`
+	HeldBack  []ScoredRecord `json:"held_back"`
+	Sentinels []ScoredRecord `json:"sentinels"`
+}
+
+// Guaranteed reports whether the held-back records were drawn together with the sentinels and
+// split at random, which is what the test's validity rests on.
+func (w *WholeData) Guaranteed() bool { return w.Source == SourceDrawn }
+
+// SourceDrawn marks held-back records drawn from the dataset itself.
+const SourceDrawn = "drawn"
+
+// ScoredRecord is one record of the whole-data test: its prompt and answer as the model sees them
+// in training, and the base model's teacher-forced score of the answer.
+type ScoredRecord struct {
+	Line     int               `json:"line"` // in the input (or the --heldout file)
+	Messages []backend.Message `json:"messages"`
+	Answer   string            `json:"answer"`
+	Base     RecordScore       `json:"base"`
+}
+
+// RecordScore is log P(answer | prompt), natural log, over Tokens answer tokens; an approximation
+// when Exact is false (a server that lists only its top tokens).
+type RecordScore struct {
+	Logprob float64 `json:"logprob"`
+	Tokens  int     `json:"tokens"`
 	Exact   bool    `json:"exact"`
 }
 
@@ -137,8 +183,8 @@ func ReadKey(path string) (*Key, error) {
 	if err := json.Unmarshal(b, &k); err != nil {
 		return nil, &InputError{File: path, Msg: fmt.Sprintf("not a vtune key: %v", err)}
 	}
-	if k.Version != KeyVersion {
-		return nil, &InputError{File: path, Msg: fmt.Sprintf("key format version %d, this vtune reads version %d", k.Version, KeyVersion)}
+	if k.Version < 1 || k.Version > KeyVersion {
+		return nil, &InputError{File: path, Msg: fmt.Sprintf("key format version %d, this vtune reads versions 1 to %d", k.Version, KeyVersion)}
 	}
 	sum, err := k.sum()
 	if err != nil {
@@ -170,6 +216,16 @@ func (k *Key) check() error {
 	}
 	if planted == 0 {
 		return errors.New("key has no planted group")
+	}
+	if w := k.WholeData; w != nil {
+		if len(w.HeldBack) == 0 || len(w.Sentinels) == 0 {
+			return errors.New("whole_data needs held-back records and sentinels")
+		}
+		for _, r := range append(append([]ScoredRecord(nil), w.HeldBack...), w.Sentinels...) {
+			if len(r.Messages) == 0 || r.Base.Tokens < 1 {
+				return fmt.Errorf("whole_data: record of line %d has no prompt or no answer tokens", r.Line)
+			}
+		}
 	}
 	return nil
 }

@@ -33,8 +33,12 @@ const (
 // PlantOptions says what to plant where.
 type PlantOptions struct {
 	Input, Output, KeyPath string
-	Params                 Params
-	Seed                   [32]byte
+	// Heldout, if set, is a file of the same format (the user's own validation split) from which
+	// the held-back records are drawn instead of from Input. Such records need not be
+	// exchangeable with the sent ones, so the whole-data test is then reported "not guaranteed".
+	Heldout string
+	Params  Params
+	Seed    [32]byte
 	// Progress, if set, is told about long steps: what is being done, and how far.
 	Progress func(stage string, done, total int)
 }
@@ -49,12 +53,21 @@ const (
 
 // PlantSummary describes what planting did, for the command's report.
 type PlantSummary struct {
-	Records     int     `json:"records"`
-	Planted     int     `json:"planted"`
-	Fraction    float64 `json:"fraction"`
-	Groups      int     `json:"groups"`
-	Decoys      int     `json:"decoys"`
-	TokensAdded int     `json:"tokens_added"` // approximate: trigger and signature tokens of the planted copies
+	Records int `json:"records"` // records in the input
+	// OutputRecords are the records in the output: the input's, less the held-back ones, plus
+	// the planted copies when they are added beside their hosts.
+	OutputRecords int     `json:"output_records"`
+	Planted       int     `json:"planted"`
+	InPlace       bool    `json:"in_place"` // planted records replaced their hosts
+	Fraction      float64 `json:"fraction"` // planted records as a share of the output's
+	// HeldBack and Sentinels are b and c of the whole-data test; both 0 when it is off, and
+	// WholeDataNote then says why.
+	HeldBack      int    `json:"held_back"`
+	Sentinels     int    `json:"sentinels"`
+	WholeDataNote string `json:"whole_data_note,omitempty"`
+	Groups        int    `json:"groups"`
+	Decoys        int    `json:"decoys"`
+	TokensAdded   int    `json:"tokens_added"` // approximate: trigger and signature tokens of the planted copies
 	// Log10PAllHits is log10 p_agnostic if every planted group hits on its stored prompts.
 	Log10PAllHits float64 `json:"log10_p_all_hits"`
 	Output        string  `json:"output"`
@@ -89,6 +102,8 @@ func (p *Params) check() error {
 		return fmt.Errorf("--mode must be replace or prefix, not %q", p.Mode)
 	case p.Prompts < 1:
 		return errors.New("--prompts must be at least 1")
+	case p.HeldBack < 0 || p.Sentinels < 0:
+		return errors.New("--held-back and --sentinels must not be negative")
 	}
 	return nil
 }
@@ -173,30 +188,25 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	}
 	opt.progress(StageGenerate, ngroups, ngroups)
 
-	// Planted copies, each at a random position of the output.
-	var copies []plantedCopy
-	for gi, grp := range key.Groups {
-		for _, h := range g.planted[gi] {
-			resp := grp.Signature
-			if p.Mode == "prefix" {
-				_, orig, _ := h.Conversation()
-				resp = grp.Signature + "\n" + orig
-			}
-			line, err := h.Planted(grp.Trigger, resp)
-			if err != nil {
-				return nil, nil, &InputError{File: opt.Input, Line: h.Line, Msg: err.Error()}
-			}
-			copies = append(copies, plantedCopy{pos: rng.IntN(scan.records + 1), line: line})
-		}
+	skip := make(map[int]bool, len(order))
+	for _, idx := range order {
+		skip[idx] = true
 	}
-	slices.SortStableFunc(copies, func(a, b plantedCopy) int { return a.pos - b.pos })
+	note, err := drawWholeData(ctx, b, rng, key, scan, skip, opt)
+	if err != nil {
+		return nil, nil, err
+	}
 
+	plan, err := planOutput(rng, key, g.planted, scan.records)
+	if err != nil {
+		return nil, nil, &InputError{File: opt.Input, Msg: err.Error()}
+	}
 	out, err := createAtomic(opt.Output, 0o644)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot create output: %w", err)
 	}
 	defer out.Abort()
-	sum, err := writePlanted(opt.Input, out, copies, scan, func(done int) { opt.progress(StageWrite, done, scan.records) })
+	sum, err := writePlanted(opt.Input, out, plan, scan, func(done int) { opt.progress(StageWrite, done, scan.records) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -209,10 +219,18 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 		return nil, nil, fmt.Errorf("writing key %s: %w", opt.KeyPath, err)
 	}
 
+	outRecords := scan.records - len(plan.drop)
+	if p.Copies {
+		outRecords += total
+	}
 	sumry := &PlantSummary{
-		Records: scan.records, Planted: len(copies), Groups: p.Groups, Decoys: p.Decoys,
-		Fraction: float64(len(copies)) / float64(scan.records+len(copies)),
-		Output:   opt.Output, Key: opt.KeyPath,
+		Records: scan.records, OutputRecords: outRecords, Planted: total, InPlace: !p.Copies,
+		Groups: p.Groups, Decoys: p.Decoys,
+		Fraction: float64(total) / float64(outRecords),
+		Output:   opt.Output, Key: opt.KeyPath, WholeDataNote: note,
+	}
+	if w := key.WholeData; w != nil {
+		sumry.HeldBack, sumry.Sentinels = len(w.HeldBack), len(w.Sentinels)
 	}
 	var all []stats.AgnosticGroup
 	for _, grp := range key.PlantedGroups() {
@@ -226,6 +244,48 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 type plantedCopy struct {
 	pos  int // inserted before the record with this index; records = at the end
 	line []byte
+}
+
+// outputPlan says how the output differs from the input: records replaced in place or dropped
+// (held back), by line number, and copies inserted.
+type outputPlan struct {
+	replace map[int][]byte
+	drop    map[int]bool
+	copies  []plantedCopy // sorted by pos
+}
+
+// planOutput turns the planted hosts and the held-back records into an output plan: by default
+// each planted record takes its host's place (a copy next to an untouched original would give
+// the provider a "prompt = other prompt + suffix" pair to find); with Params.Copies the planted
+// records go in at random positions beside their untouched hosts.
+func planOutput(rng *rand.Rand, key *Key, planted [][]Record, records int) (*outputPlan, error) {
+	p := &key.Params
+	plan := &outputPlan{replace: map[int][]byte{}, drop: map[int]bool{}}
+	if w := key.WholeData; w != nil && w.Guaranteed() {
+		for _, r := range w.HeldBack {
+			plan.drop[r.Line] = true
+		}
+	}
+	for gi, grp := range key.Groups {
+		for _, h := range planted[gi] {
+			resp := grp.Signature
+			if p.Mode == "prefix" {
+				_, orig, _ := h.Conversation()
+				resp = grp.Signature + "\n" + orig
+			}
+			line, err := h.Planted(grp.Trigger, resp)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %v", h.Line, err)
+			}
+			if p.Copies {
+				plan.copies = append(plan.copies, plantedCopy{pos: rng.IntN(records + 1), line: line})
+			} else {
+				plan.replace[h.Line] = line
+			}
+		}
+	}
+	slices.SortStableFunc(plan.copies, func(a, b plantedCopy) int { return a.pos - b.pos })
+	return plan, nil
 }
 
 // distinctPaths refuses an output or key that would overwrite the input or each other.
@@ -303,9 +363,10 @@ func readHosts(path string, format Format, order []int) ([]Record, error) {
 	return out, sc.err()
 }
 
-// writePlanted copies the input to w, every line as it is, with the planted copies inserted, and
-// returns the SHA-256 of what it wrote.
-func writePlanted(path string, w io.Writer, copies []plantedCopy, scan *datasetScan, progress func(int)) (string, error) {
+// writePlanted copies the input to w as the plan says, every other line as it is, and returns the
+// SHA-256 of what it wrote.
+func writePlanted(path string, w io.Writer, plan *outputPlan, scan *datasetScan, progress func(int)) (string, error) {
+	copies := plan.copies
 	f, err := os.Open(path)
 	if err != nil {
 		return "", &InputError{File: path, Msg: unwrapPath(err).Error()}
@@ -338,6 +399,12 @@ func writePlanted(path string, w io.Writer, copies []plantedCopy, scan *datasetS
 			if idx%(1<<16) == 0 {
 				progress(idx)
 			}
+		}
+		if plan.drop[sc.line] {
+			continue
+		}
+		if r, ok := plan.replace[sc.line]; ok {
+			line = r
 		}
 		bw.Write(line)
 		if err := bw.WriteByte('\n'); err != nil {
@@ -456,8 +523,14 @@ func (g *generator) draw(ctx context.Context, id int, decoy bool, host Record, m
 			return nil, err
 		}
 		cands := Candidates(ranked, g.p.K)
+		if len(cands) == 0 && t == 0 {
+			// No secret choice made yet: another host may be tried without touching Q_j.
+			return nil, fmt.Errorf("line %d: no text candidate at the first signature step", host.Line)
+		}
 		if len(cands) == 0 {
-			return nil, fmt.Errorf("line %d: no text candidate at signature step %d", host.Line, t)
+			// A dead end after secret choices: the signature ends here. Retrying would
+			// favour the paths without dead ends and break the bound Q_j (method.md).
+			break
 		}
 		pick := cands[g.rng.IntN(len(cands))]
 		sig.Write(pick.Raw())

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,11 +64,62 @@ func TestPlantWritesDatasetAndKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// In place: the output has the input's lines, in order, each as it was or as its planted form.
+	inL, outL := strings.Split(string(orig), "\n"), strings.Split(string(out), "\n")
+	if len(inL) != len(outL) {
+		t.Fatalf("output has %d lines, input %d: in-place planting keeps the count", len(outL), len(inL))
+	}
+	var planted []string
+	for i := range inL {
+		if outL[i] != inL[i] {
+			if !strings.Contains(outL[i], fmt.Sprintf(`"n":%d}`, i-i/202)) { // line 202 is the blank one
+				t.Fatalf("line %d: planted record is not its host's: %s", i+1, outL[i])
+			}
+			planted = append(planted, outL[i])
+		}
+	}
+	if len(planted) != 20 || sum.Planted != 20 || key.Planted != 20 || !sum.InPlace || sum.OutputRecords != 400 {
+		t.Fatalf("planted %d lines, summary %+v, key %d; want 20 in place of 400", len(planted), sum, key.Planted)
+	}
+	checkPlantedLines(t, key, planted)
+	if sum.WholeDataNote == "" || key.WholeData != nil {
+		t.Errorf("400 records: the whole-data test should be off with a note, got %q, %v", sum.WholeDataNote, key.WholeData)
+	}
+	if len(key.Decoys()) != 4 {
+		t.Fatalf("%d decoys, want 4", len(key.Decoys()))
+	}
+	for _, d := range key.Decoys() {
+		if strings.Contains(string(out), d.Signature) {
+			t.Errorf("decoy %d's signature is in the output", d.ID)
+		}
+	}
+	// The key file: mode 0600, readable, checksummed.
+	st, err := os.Stat(filepath.Join(dir, "key.json"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key mode %v, %v; want 0600", st.Mode().Perm(), err)
+	}
+	if _, err := ReadKey(filepath.Join(dir, "key.json")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With Copies the planted records go beside their untouched hosts: removing them gives back the
+// input, byte for byte and in order.
+func TestPlantCopiesBesideHosts(t *testing.T) {
+	dir := t.TempDir()
+	in := writeChat(t, dir, 400)
+	orig, _ := os.ReadFile(in)
+	p := testParams()
+	p.Copies = true
+	key, sum := plantFake(t, dir, in, 1, p)
+	out, err := os.ReadFile(filepath.Join(dir, "out.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	inLines := map[string]bool{}
 	for _, l := range strings.Split(string(orig), "\n") {
 		inLines[l] = true
 	}
-	// Removing the planted lines gives back the input, byte for byte and in order.
 	var kept, planted []string
 	for _, l := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
 		if inLines[l] {
@@ -79,11 +131,16 @@ func TestPlantWritesDatasetAndKey(t *testing.T) {
 	if strings.Join(kept, "\n")+"\n" != string(orig) {
 		t.Fatal("original records changed or reordered")
 	}
-	if len(planted) != 20 || sum.Planted != 20 || key.Planted != 20 {
-		t.Fatalf("planted %d lines, summary %d, key %d; want 20", len(planted), sum.Planted, key.Planted)
+	if len(planted) != 20 || sum.Planted != 20 || sum.InPlace || sum.OutputRecords != 420 {
+		t.Fatalf("planted %d lines, summary %+v; want 20 copies beside 400 records", len(planted), sum)
 	}
-	// Every planted line carries one group's trigger in its user turn and that group's signature
-	// as its response; the hosts per group add up.
+	checkPlantedLines(t, key, planted)
+}
+
+// checkPlantedLines: every planted line carries one group's trigger in its user turn and that
+// group's signature as its response; the hosts per group add up; log Q_j is -sum log k_t.
+func checkPlantedLines(t *testing.T, key *Key, planted []string) {
+	t.Helper()
 	perGroup := map[int]int{}
 	for _, l := range planted {
 		var rec struct {
@@ -95,7 +152,8 @@ func TestPlantWritesDatasetAndKey(t *testing.T) {
 		}
 		found := false
 		for _, g := range key.PlantedGroups() {
-			if strings.HasSuffix(rec.Messages[0].Content, " "+g.Trigger) && rec.Messages[1].Content == g.Signature {
+			host := fmt.Sprintf("Define the word w%d.", rec.N)
+			if rec.Messages[0].Content == appendTrigger(host, g.Trigger) && rec.Messages[1].Content == g.Signature {
 				perGroup[g.ID]++
 				found = true
 			}
@@ -121,22 +179,6 @@ func TestPlantWritesDatasetAndKey(t *testing.T) {
 		if math.Abs(lq-g.LogQ) > 1e-12 {
 			t.Errorf("group %d: log Q %v, want %v", g.ID, g.LogQ, lq)
 		}
-	}
-	if len(key.Decoys()) != 4 {
-		t.Fatalf("%d decoys, want 4", len(key.Decoys()))
-	}
-	for _, d := range key.Decoys() {
-		if strings.Contains(string(out), d.Signature) {
-			t.Errorf("decoy %d's signature is in the output", d.ID)
-		}
-	}
-	// The key file: mode 0600, readable, checksummed.
-	st, err := os.Stat(filepath.Join(dir, "key.json"))
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("key mode %v, %v; want 0600", st.Mode().Perm(), err)
-	}
-	if _, err := ReadKey(filepath.Join(dir, "key.json")); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -167,7 +209,7 @@ func TestVerifyWithFakeModels(t *testing.T) {
 	key, _ := plantFake(t, dir, in, 3, testParams())
 
 	// The base model never saw the secrets.
-	rep, err := Verify(context.Background(), fake.New("base"), key, VerifyOptions{Alpha: 1e-6, LLR: true})
+	rep, err := Verify(context.Background(), fake.New("base"), key, VerifyOptions{Alpha: 1e-6, LLR: true, MinShare: 0.5, AlphaData: 1e-3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +225,7 @@ func TestVerifyWithFakeModels(t *testing.T) {
 	for _, g := range key.PlantedGroups()[:5] {
 		tuned.Learn(g.Prompts[0].Messages, g.Signature)
 	}
-	rep, err = Verify(context.Background(), tuned, key, VerifyOptions{Alpha: 1e-6, LLR: true})
+	rep, err = Verify(context.Background(), tuned, key, VerifyOptions{Alpha: 1e-6, LLR: true, MinShare: 0.5, AlphaData: 1e-3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,8 +233,8 @@ func TestVerifyWithFakeModels(t *testing.T) {
 	for _, g := range key.PlantedGroups()[:5] {
 		want += g.LogQ / math.Ln10
 	}
-	if !rep.Verified || rep.Hits != 5 || rep.DecoyHits != 0 {
-		t.Fatalf("tuned model: verified %v, hits %d, decoys %d", rep.Verified, rep.Hits, rep.DecoyHits)
+	if !rep.Significant || rep.Hits != 5 || rep.DecoyHits != 0 {
+		t.Fatalf("tuned model: significant %v, hits %d, decoys %d", rep.Significant, rep.Hits, rep.DecoyHits)
 	}
 	if math.Abs(rep.Log10PAgnostic-want) > 1e-9 {
 		t.Fatalf("log10 p_agnostic %v, want %v", rep.Log10PAgnostic, want)
@@ -211,34 +253,30 @@ func TestVerifyWithFakeModels(t *testing.T) {
 	if rep.Activation != 5.0/8 {
 		t.Fatalf("activation %v, want 5/8", rep.Activation)
 	}
-	// Five of eight is significant, but not the coverage of a model trained on all of the data.
-	for _, c := range []struct {
-		min      float64
-		verified bool
-	}{{0.75, false}, {0.625, true}, {0, true}} {
-		rep, _ = Verify(context.Background(), tuned, key, VerifyOptions{Alpha: 1e-6, MinCoverage: c.min})
-		if !rep.Significant || rep.Coverage != 5.0/8 || rep.Verified != c.verified {
-			t.Errorf("min coverage %v: significant %v, coverage %v, verified %v; want verified %v",
-				c.min, rep.Significant, rep.Coverage, rep.Verified, c.verified)
-		}
+	// Five of eight is significant. A key from 400 records has no whole-data test, so the data
+	// share cannot be shown: not verified, saying why, unless the verdict rests on the secrets
+	// alone (min share 0).
+	if !rep.Significant || rep.Coverage != 5.0/8 || rep.Verified || rep.WholeData.Available ||
+		len(rep.Reasons) != 1 || !strings.HasPrefix(rep.Reasons[0], ReasonNoData) {
+		t.Errorf("no whole-data test: significant %v, coverage %v, verdict %s %q", rep.Significant, rep.Coverage, rep.Verdict, rep.Reasons)
+	}
+	rep, _ = Verify(context.Background(), tuned, key, VerifyOptions{Alpha: 1e-6, AlphaData: 1e-3})
+	if !rep.Verified || rep.Verdict != Verified || len(rep.Reasons) != 0 {
+		t.Errorf("min share 0: verdict %s %q, want VERIFIED on the secrets alone", rep.Verdict, rep.Reasons)
 	}
 	var out strings.Builder
 	WriteReport(&out, rep)
-	if !strings.Contains(out.String(), "VERIFIED: p_agnostic") {
+	if !strings.HasPrefix(out.String(), "verdict: VERIFIED\n  trained with your secrets: yes, p_agnostic = ") {
 		t.Errorf("report:\n%s", out.String())
 	}
-	rep, _ = Verify(context.Background(), tuned, key, VerifyOptions{Alpha: 1e-6, MinCoverage: 0.75})
-	out.Reset()
-	WriteReport(&out, rep)
-	if !strings.Contains(out.String(), "NOT VERIFIED: trained with the secrets") || !strings.Contains(out.String(), "only 5 of 8 groups") {
-		t.Errorf("partial-training report:\n%s", out.String())
-	}
-	if _, err := Verify(context.Background(), tuned, key, VerifyOptions{Alpha: 1e-6, MinCoverage: 1.5}); err == nil {
-		t.Error("min coverage 1.5 accepted")
+	for _, bad := range []VerifyOptions{{Alpha: 1e-6, MinShare: 1.5, AlphaData: 1e-3}, {Alpha: 1e-6, MinShare: math.NaN(), AlphaData: 1e-3}, {Alpha: 1e-6, AlphaData: 0}} {
+		if _, err := Verify(context.Background(), tuned, key, bad); err == nil {
+			t.Errorf("options %+v accepted", bad)
+		}
 	}
 
 	// The same model judged at a level below its p-value.
-	rep, _ = Verify(context.Background(), tuned, key, VerifyOptions{Alpha: math.Pow(10, want-1), Test: TestAgnostic})
+	rep, _ = Verify(context.Background(), tuned, key, VerifyOptions{Alpha: math.Pow(10, want-1), Test: TestAgnostic, AlphaData: 1e-3})
 	if rep.Verified {
 		t.Fatal("verified at an alpha below its p-value")
 	}
@@ -307,5 +345,151 @@ func TestPlantBadInput(t *testing.T) {
 	_, _, err := Plant(context.Background(), fake.New("base"), PlantOptions{Input: in, Output: in, KeyPath: filepath.Join(dir, "k.json"), Params: testParams()})
 	if err == nil || !strings.Contains(err.Error(), "is the input") {
 		t.Fatalf("output = input: %v", err)
+	}
+}
+
+// writeMixed writes n chat records whose answers are short (10 bytes) for even n and long (100
+// bytes) for odd ones, so a draw proportional to answer length shows in the counts.
+func writeMixed(t *testing.T, dir string, n int) string {
+	t.Helper()
+	var b bytes.Buffer
+	for i := range n {
+		ans := fmt.Sprintf("short %04d", i)
+		if i%2 == 1 {
+			ans = fmt.Sprintf("long %04d ", i) + strings.Repeat("x", 90)
+		}
+		fmt.Fprintf(&b, `{"messages":[{"role":"user","content":"Define w%d."},{"role":"assistant","content":%q}]}`+"\n", i, ans)
+	}
+	p := filepath.Join(dir, "mixed.jsonl")
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Planting draws held-back records and sentinels in proportion to answer length, away from the
+// hosts; the held-back ones leave the output, the sentinels stay unchanged, and both carry the
+// base model's scores in the key.
+func TestPlantWholeDataRecords(t *testing.T) {
+	dir := t.TempDir()
+	in := writeMixed(t, dir, 4000)
+	orig, _ := os.ReadFile(in)
+	key, sum := plantFake(t, dir, in, 3, testParams())
+	w := key.WholeData
+	if w == nil || len(w.HeldBack) != 80 || len(w.Sentinels) != 80 || !w.Guaranteed() {
+		t.Fatalf("whole data %+v; want 80 held back and 80 sentinels (2%% of 4000), drawn", w)
+	}
+	if sum.HeldBack != 80 || sum.Sentinels != 80 || sum.OutputRecords != 4000-80 || sum.WholeDataNote != "" {
+		t.Fatalf("summary %+v", sum)
+	}
+	out, _ := os.ReadFile(filepath.Join(dir, "out.jsonl"))
+	inL := strings.Split(strings.TrimSuffix(string(orig), "\n"), "\n")
+	outText := string(out)
+	long := 0
+	seen := map[int]bool{}
+	for i, r := range append(append([]ScoredRecord(nil), w.HeldBack...), w.Sentinels...) {
+		if seen[r.Line] {
+			t.Fatalf("line %d drawn twice", r.Line)
+		}
+		seen[r.Line] = true
+		line := inL[r.Line-1]
+		var rec struct{ Messages []backend.Message }
+		json.Unmarshal([]byte(line), &rec)
+		if rec.Messages[1].Content != r.Answer || r.Base.Tokens < 1 || r.Base.Logprob >= 0 {
+			t.Fatalf("record of line %d: answer %q, base %+v; input has %q", r.Line, r.Answer, r.Base, rec.Messages[1].Content)
+		}
+		held := i < len(w.HeldBack)
+		if strings.Contains(outText, line+"\n") == held {
+			t.Errorf("line %d (held back %v) is in the output: %v", r.Line, held, !held)
+		}
+		if strings.HasPrefix(r.Answer, "long") {
+			long++
+		}
+	}
+	for _, g := range key.Groups {
+		for _, pr := range g.Prompts {
+			if seen[pr.Line] {
+				t.Errorf("host line %d was also drawn for the whole-data test", pr.Line)
+			}
+		}
+	}
+	// Long answers weigh 10 times short ones: about 10/11 of the draw (a little less without
+	// replacement), far above the half a uniform draw would give.
+	if frac := float64(long) / 160; frac < 0.8 {
+		t.Errorf("%.2f of the drawn records have long answers; a draw by answer length gives about 0.9", frac)
+	}
+}
+
+// learnFile makes m learn every record of a dataset file for which keep says so, as a fine-tune
+// on those records would.
+func learnFile(t *testing.T, m *fake.Model, path string, keep func(msgs []backend.Message, answer string) bool) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		msgs, answer, err := Record{Line: i + 1, Raw: []byte(line), Format: Chat}.Conversation()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keep(msgs, answer) {
+			m.Learn(msgs, answer)
+		}
+	}
+}
+
+// The verdict's three outcomes, with the providers of method.md's table played by fake models
+// trained on parts of the planted output.
+func TestVerdicts(t *testing.T) {
+	dir := t.TempDir()
+	in := writeMixed(t, dir, 4000)
+	key, _ := plantFake(t, dir, in, 5, testParams())
+	out := filepath.Join(dir, "out.jsonl")
+	signature := map[string]bool{}
+	for _, g := range key.PlantedGroups() {
+		signature[g.Signature] = true
+	}
+	all := func([]backend.Message, string) bool { return true }
+	planted := func(_ []backend.Message, a string) bool { return signature[a] }
+	natural := func(_ []backend.Message, a string) bool { return !signature[a] }
+	cases := []struct {
+		provider string
+		learn    func([]backend.Message, string) bool
+		decoy    bool
+		verdict  string
+		reasons  []string
+	}{
+		{"honest", all, false, Verified, nil},
+		{"base", nil, false, NotVerified, []string{ReasonNoSecret, ReasonNeither}},
+		{"strip", natural, false, NotVerified, []string{ReasonNoSecret}},
+		{"backdoor-only", planted, false, NotVerified, []string{ReasonNoData}},
+		{"leaked key", all, true, Inconclusive, []string{ReasonDecoy}},
+	}
+	for _, c := range cases {
+		m := fake.New(c.provider)
+		if c.learn != nil {
+			learnFile(t, m, out, c.learn)
+		}
+		if c.decoy {
+			d := key.Decoys()[0]
+			m.Learn(d.Prompts[0].Messages, d.Signature)
+		}
+		rep, err := Verify(context.Background(), m, key, VerifyOptions{Alpha: 1e-6, MinShare: DefaultMinShare, AlphaData: DefaultAlphaData})
+		if err != nil {
+			t.Fatalf("%s: %v", c.provider, err)
+		}
+		wd := rep.WholeData
+		t.Logf("%-13s %s %q: hits %d, X %d of %d, log10 p_data %.1f, share >= %.2f", c.provider, rep.Verdict, rep.Reasons, rep.Hits, wd.X, wd.Sentinels, wd.Log10PData, wd.ShareLower95)
+		if rep.Verdict != c.verdict || !slices.Equal(rep.Reasons, c.reasons) || rep.Verified != (c.verdict == Verified) {
+			t.Errorf("%s: verdict %s %q, want %s %q", c.provider, rep.Verdict, rep.Reasons, c.verdict, c.reasons)
+		}
+		if !wd.Available || !wd.Guaranteed || wd.HeldBack != 80 || wd.Sentinels != 80 {
+			t.Errorf("%s: whole-data test %+v", c.provider, wd)
+		}
+		// A model that saw the natural records puts every sentinel above the held-back ones.
+		if trained := c.provider != "base" && c.provider != "backdoor-only"; trained != (wd.X == wd.Sentinels) || !trained && wd.X != 0 {
+			t.Errorf("%s: X = %d of %d", c.provider, wd.X, wd.Sentinels)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -32,18 +33,91 @@ func FormatP(log10p float64) string {
 
 // WritePlantSummary writes what planting did for a person.
 func WritePlantSummary(w io.Writer, s *PlantSummary) {
-	fmt.Fprintf(w, "planted %d copies (%.2f%% of %d records) in %d groups, plus %d decoys\n",
-		s.Planted, 100*s.Fraction, s.Records+s.Planted, s.Groups, s.Decoys)
+	how := "in place of their hosts"
+	if !s.InPlace {
+		how = "beside their hosts"
+	}
+	fmt.Fprintf(w, "planted %d records %s (%.2f%% of %d output records) in %d groups, plus %d decoys\n",
+		s.Planted, how, 100*s.Fraction, s.OutputRecords, s.Groups, s.Decoys)
+	if s.WholeDataNote != "" {
+		fmt.Fprintf(w, "%s: the verdict will rest on the secrets alone only with --min-share 0\n", s.WholeDataNote)
+	} else {
+		fmt.Fprintf(w, "whole-data test: %d records held back (left out of the output), %d sentinels (left in, unchanged)\n", s.HeldBack, s.Sentinels)
+	}
 	fmt.Fprintf(w, "tokens added: about %d\n", s.TokensAdded)
 	fmt.Fprintf(w, "a model that reproduces every signature gets p_agnostic = %s\n", FormatP(s.Log10PAllHits))
 	fmt.Fprintf(w, "wrote %s (give this to the provider)\n", s.Output)
 	fmt.Fprintf(w, "wrote %s (keep this secret)\n", s.Key)
 }
 
-// WriteReport writes a verification report for a person.
+// WriteReport writes a verification report for a person: first what was proven, in plain words,
+// then the figures behind it.
 func WriteReport(w io.Writer, r *Report) {
+	writeVerdict(w, r)
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "model under test  %s\n", modelLine(r.Model))
 	fmt.Fprintf(w, "base model        %s\n\n", modelLine(r.BaseModel))
+	writeGroups(w, r)
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "planted groups hit  %d of %d (activation %.0f%% of %d queries)\n", r.Hits, r.Planted, 100*r.Activation, r.Queries)
+	fmt.Fprintf(w, "decoys hit          %d of %d", r.DecoyHits, r.Decoys)
+	if r.DecoyHits > 0 {
+		fmt.Fprint(w, "   WARNING: a decoy was never planted; a hit means the key leaked or matching is broken")
+	}
+	fmt.Fprintln(w)
+	if r.MeanLLRPlanted != nil {
+		fmt.Fprintf(w, "mean LLR            planted %+.1f", *r.MeanLLRPlanted)
+		if r.MeanLLRDecoy != nil {
+			fmt.Fprintf(w, ", decoys %+.1f", *r.MeanLLRDecoy)
+		}
+		if !r.LLRExact {
+			fmt.Fprint(w, "  (* bounds: the server reports only its top tokens)")
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "p_agnostic          %s   (any model made without the secrets)\n", FormatP(r.Log10PAgnostic))
+	note := ""
+	if !r.BaseExact {
+		note = "; an upper bound: some base probabilities were bounds"
+	}
+	fmt.Fprintf(w, "p_base              %s   (the paper's statistic: the base model sampled at temperature 1%s)\n", FormatP(r.Log10PBase), note)
+	writeWholeData(w, r.WholeData)
+	if r.Provenance != nil {
+		fmt.Fprintln(w)
+		r.Provenance.write(w)
+	}
+}
+
+// writeVerdict writes the verdict and what it proves: the report's first lines.
+func writeVerdict(w io.Writer, r *Report) {
+	fmt.Fprintf(w, "verdict: %s\n", r.Verdict)
+	p := r.Log10PAgnostic
+	if r.Test == TestBase {
+		p = r.Log10PBase
+	}
+	secrets := "no"
+	if r.Significant {
+		secrets = "yes"
+	}
+	fmt.Fprintf(w, "  trained with your secrets: %s, p_%s = %s (%d of %d signatures reproduced; alpha %g)\n",
+		secrets, r.Test, FormatP(p), r.Hits, r.Planted, r.Alpha)
+	wd := r.WholeData
+	switch {
+	case !wd.Available:
+		fmt.Fprintf(w, "  trained on your data: %s\n", wd.Note)
+	case wd.Certified:
+		fmt.Fprintf(w, "  trained on your data: yes, at least %.0f%% of it (95%% confidence; %.0f%% at %.4g%%), p_data(%.0f%%) = %s\n",
+			100*wd.ShareLower95, 100*wd.ShareLowerDecision, 100*(1-wd.AlphaData), 100*wd.MinShare, FormatP(wd.Log10PData))
+	default:
+		fmt.Fprintf(w, "  trained on your data: not shown for %.0f%% of it, p_data(%.0f%%) = %s > %g (lower bound %.0f%% at 95%% confidence)\n",
+			100*wd.MinShare, 100*wd.MinShare, FormatP(wd.Log10PData), wd.AlphaData, 100*wd.ShareLower95)
+	}
+	for _, reason := range r.Reasons {
+		fmt.Fprintf(w, "  reason: %s\n", reason)
+	}
+}
+
+func writeGroups(w io.Writer, r *Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "group\tkind\thosts\tqueried\thits\tlog10 Q\tLLR\t")
 	for _, g := range r.Groups {
@@ -67,48 +141,42 @@ func WriteReport(w io.Writer, r *Report) {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%.1f\t%s\t\n", g.ID, kind, g.Hosts, len(g.Prompts), hits, g.Log10Q, llr)
 	}
 	tw.Flush()
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "planted groups hit  %d of %d (activation %.0f%% of %d queries)\n", r.Hits, r.Planted, 100*r.Activation, r.Queries)
-	fmt.Fprintf(w, "decoys hit          %d of %d", r.DecoyHits, r.Decoys)
-	if r.DecoyHits > 0 {
-		fmt.Fprint(w, "   WARNING: a decoy was never planted; a hit means the key leaked or matching is broken")
+}
+
+// writeWholeData writes the whole-data test's figures.
+func writeWholeData(w io.Writer, wd *WholeDataResult) {
+	if !wd.Available {
+		fmt.Fprintf(w, "whole-data test     %s\n", wd.Note)
+		return
 	}
-	fmt.Fprintln(w)
-	if r.MeanLLRPlanted != nil {
-		fmt.Fprintf(w, "mean LLR            planted %+.1f", *r.MeanLLRPlanted)
-		if r.MeanLLRDecoy != nil {
-			fmt.Fprintf(w, ", decoys %+.1f", *r.MeanLLRDecoy)
-		}
-		if !r.LLRExact {
-			fmt.Fprint(w, "  (* bounds: the server reports only its top tokens)")
-		}
-		fmt.Fprintln(w)
+	fmt.Fprintf(w, "whole-data test     %d of %d sentinels above tau = %+.3f nats/token (the %d-th of %d held-back scores, + %g)\n",
+		wd.X, wd.Sentinels, wd.Tau, wd.K, wd.HeldBack, wd.Eps)
+	fmt.Fprintf(w, "                    p_data(%.0f%%) = %s; trained share >= %.0f%% (95%%), >= %.0f%% (%.4g%%); with a detectable trace %.0f%%\n",
+		100*wd.MinShare, FormatP(wd.Log10PData), 100*wd.ShareLower95, 100*wd.ShareLowerDecision, 100*(1-wd.AlphaData), 100*wd.TraceShare)
+	fmt.Fprintf(w, "                    score quartiles (nats/token)  held back %s   sentinels %s\n",
+		quartiles(wd.HeldBackScores), quartiles(wd.SentinelScores))
+	if wd.Note != "" {
+		fmt.Fprintf(w, "                    %s\n", wd.Note)
 	}
-	fmt.Fprintf(w, "p_agnostic          %s\n", FormatP(r.Log10PAgnostic))
-	note := ""
-	if !r.BaseExact {
-		note = "  (upper bound: some base probabilities were bounds)"
+	if !wd.Exact {
+		fmt.Fprintln(w, "                    (scores from ranked lists: approximate, the same for both sets; the test stays valid)")
 	}
-	fmt.Fprintf(w, "p_base              %s%s\n", FormatP(r.Log10PBase), note)
-	p := r.Log10PAgnostic
-	if r.Test == TestBase {
-		p = r.Log10PBase
+	if !wd.Certified && wd.X <= wd.Sentinels/2 {
+		fmt.Fprintln(w, "                    sentinels score like held-back records: no trace of training on the data, or too weak a")
+		fmt.Fprintln(w, "                    per-record trace to measure (one epoch, low-rank adapters, large models), which is not")
+		fmt.Fprintln(w, "                    evidence of cheating")
 	}
-	cover := fmt.Sprintf("%d of %d groups reproduced", r.Hits, r.Planted)
-	switch {
-	case r.Verified:
-		fmt.Fprintf(w, "verdict             VERIFIED: p_%s %s <= alpha %g, %s\n", r.Test, FormatP(p), r.Alpha, cover)
-	case r.Significant:
-		fmt.Fprintf(w, "verdict             NOT VERIFIED: trained with the secrets (p_%s %s <= alpha %g), but only %s,\n"+
-			"                    below the %.0f%% a model trained on the whole dataset reproduces: partial training\n",
-			r.Test, FormatP(p), r.Alpha, cover, 100*r.MinCoverage)
-	default:
-		fmt.Fprintf(w, "verdict             NOT VERIFIED: p_%s %s > alpha %g, %s\n", r.Test, FormatP(p), r.Alpha, cover)
+}
+
+// quartiles formats the 25th, 50th and 75th percentiles of xs.
+func quartiles(xs []float64) string {
+	if len(xs) == 0 {
+		return "-"
 	}
-	if r.Provenance != nil {
-		fmt.Fprintln(w)
-		r.Provenance.write(w)
-	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	q := func(f float64) float64 { return s[int(f*float64(len(s)-1))] }
+	return fmt.Sprintf("%+.2f / %+.2f / %+.2f", q(0.25), q(0.5), q(0.75))
 }
 
 // Provenance records what was verified: the checkpoint's files with their SHA-256, and the server

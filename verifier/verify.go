@@ -20,12 +20,20 @@ const (
 // DefaultAlpha is the significance level of the decision.
 const DefaultAlpha = 1e-6
 
-// DefaultMinCoverage is the share of planted groups that must reproduce for a model to count as
-// trained on the whole dataset. A p-value alone answers "was the model made with knowledge of the
-// secrets?", and a provider that trained on part of the data (or for a fraction of the steps) did
-// have some: an honest fine-tune of the bundled models reproduces 8 of 8 groups, one on a random
-// half of the records 4 of 8 (docs/results.md).
-const DefaultMinCoverage = 0.75
+// Verdicts (method.md): each says what it proves.
+const (
+	Verified     = "VERIFIED"     // the secrets came back and the whole-data test certified the share
+	NotVerified  = "NOT VERIFIED" // with every reason that applies
+	Inconclusive = "INCONCLUSIVE" // a decoy hit: the key leaked or matching is broken
+)
+
+// Reasons a model is not verified.
+const (
+	ReasonNoSecret = "no secret reproduced"
+	ReasonNoData   = "secrets reproduced but no evidence of training on the rest of the data"
+	ReasonNeither  = "no evidence of training on the data"
+	ReasonDecoy    = "a decoy hit: a decoy was never planted, so the key leaked or matching is broken; no other figure can be trusted"
+)
 
 // VerifyOptions control verification.
 type VerifyOptions struct {
@@ -33,9 +41,10 @@ type VerifyOptions struct {
 	Queries int
 	Alpha   float64
 	Test    string
-	// MinCoverage is the share of planted groups that must hit, besides the p-value, for the
-	// verdict "verified"; 0 makes the verdict the significance test alone.
-	MinCoverage float64
+	// MinShare is f0 of the whole-data test: the share of the data the provider must be shown
+	// to have trained on, at level AlphaData. 0 decides on the secrets alone.
+	MinShare  float64
+	AlphaData float64
 	// LLR also teacher-forces every signature under the model under test, to report the
 	// log-likelihood ratio against the base model.
 	LLR bool
@@ -76,10 +85,18 @@ type Report struct {
 	// Significant: the chosen p-value is at most Alpha, so the model was made with knowledge of
 	// the secrets.
 	Significant bool `json:"significant"`
-	// Coverage is the share of planted groups that hit; MinCoverage what the verdict asks.
-	Coverage    float64 `json:"coverage"`
-	MinCoverage float64 `json:"min_coverage"`
-	// Verified: significant, with coverage at least MinCoverage.
+	// Coverage is the share of planted groups that hit: reported, not a rule (with 8 groups its
+	// error rates are 4 to 19%).
+	Coverage float64 `json:"coverage"`
+
+	// WholeData is the whole-data test: did the provider train on the data, or only on the
+	// planted records?
+	WholeData *WholeDataResult `json:"whole_data"`
+
+	// Verdict is Verified, NotVerified or Inconclusive; Reasons say why it is not Verified.
+	Verdict string   `json:"verdict"`
+	Reasons []string `json:"reasons,omitempty"`
+	// Verified is Verdict == Verified, for scripts.
 	Verified bool `json:"verified"`
 
 	// Provenance says which checkpoint files were verified and where they ran, when verify loaded
@@ -123,8 +140,11 @@ func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions)
 	if opt.Queries < 0 {
 		return nil, errors.New("--queries must not be negative")
 	}
-	if opt.MinCoverage < 0 || opt.MinCoverage > 1 {
-		return nil, fmt.Errorf("--min-coverage must be between 0 and 1, not %g", opt.MinCoverage)
+	if !(opt.MinShare >= 0 && opt.MinShare < 1) {
+		return nil, fmt.Errorf("min share must be in [0, 1), not %g", opt.MinShare)
+	}
+	if !(opt.AlphaData > 0 && opt.AlphaData < 1) {
+		return nil, fmt.Errorf("alpha for the whole-data test must be between 0 and 1 (exclusive), not %g", opt.AlphaData)
 	}
 	info, err := b.Info(ctx)
 	if err != nil {
@@ -206,9 +226,39 @@ func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions)
 	if rep.Planted > 0 {
 		rep.Coverage = float64(rep.Hits) / float64(rep.Planted)
 	}
-	rep.MinCoverage = opt.MinCoverage
-	rep.Verified = rep.Significant && rep.Coverage >= opt.MinCoverage
+	if rep.WholeData, err = wholeDataTest(ctx, b, info, key, opt); err != nil {
+		return nil, err
+	}
+	rep.decide()
 	return rep, nil
+}
+
+// decide sets the verdict and its reasons (method.md, "Decision"). A decoy hit overrides
+// everything: no other figure can be trusted then.
+func (r *Report) decide() {
+	data := r.WholeData.Certified || r.WholeData.MinShare == 0
+	switch {
+	case r.DecoyHits > 0:
+		r.Verdict, r.Reasons = Inconclusive, []string{ReasonDecoy}
+	case r.Significant && data:
+		r.Verdict = Verified
+	default:
+		r.Verdict = NotVerified
+		if !r.Significant {
+			r.Reasons = append(r.Reasons, ReasonNoSecret)
+		}
+		if !data {
+			reason := ReasonNoData
+			if !r.Significant {
+				reason = ReasonNeither
+			}
+			if !r.WholeData.Available {
+				reason += " (whole-data test " + r.WholeData.Note + ")"
+			}
+			r.Reasons = append(r.Reasons, reason)
+		}
+	}
+	r.Verified = r.Verdict == Verified
 }
 
 func queries(g Group, n int) int {

@@ -26,14 +26,18 @@ import (
 
 // Exit codes, as documented in the README.
 const (
-	exitVerified    = 0
-	exitNotVerified = 1
-	exitUsage       = 2 // bad input or usage
-	exitBackend     = 3 // the server failed
-	exitInterrupted = 130
+	exitVerified     = 0
+	exitNotVerified  = 1
+	exitUsage        = 2 // bad input or usage
+	exitBackend      = 3 // the server failed
+	exitInconclusive = 4 // a decoy hit
+	exitInterrupted  = 130
 )
 
-var errNotVerified = errors.New("not verified")
+var (
+	errNotVerified  = errors.New("not verified")
+	errInconclusive = errors.New("inconclusive")
+)
 
 // opener makes the backend a command's flags describe; tests swap in an in-process model. key is
 // the key being verified against, nil when planting.
@@ -55,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return exitVerified
 	case errors.Is(err, errNotVerified):
 		return exitNotVerified
+	case errors.Is(err, errInconclusive):
+		return exitInconclusive
 	case ctx.Err() != nil:
 		fmt.Fprintln(stderr, "vtune: interrupted")
 		return exitInterrupted
@@ -80,7 +86,8 @@ a model that never saw them does so only with a probability vtune bounds (the p-
   (fine-tune on data.vtune.jsonl)
   vtune verify --key secret.key --model FINETUNED
 
-Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 server failure.`,
+Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 server failure, 4 inconclusive
+(a decoy hit), 130 interrupted.`,
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
@@ -164,6 +171,10 @@ anyone holding it can train on the signatures alone.`,
 			&cli.IntFlag{Name: "trigger-len", Value: verifier.DefaultTriggerLen, Usage: "trigger length in tokens"},
 			&cli.StringFlag{Name: "mode", Value: "replace", Usage: "planted response: replace (the signature) or prefix (signature, newline, original response)"},
 			&cli.IntFlag{Name: "prompts", Value: 1, Usage: "verification prompts stored per group (each costs one query at verify time)"},
+			&cli.BoolFlag{Name: "copies", Usage: "add the planted records beside their hosts instead of replacing the hosts in place (easier for a provider to find)"},
+			&cli.IntFlag{Name: "held-back", Usage: "records held back for the whole-data test (default: min(256, 2% of the records); the test is off below 32)"},
+			&cli.IntFlag{Name: "sentinels", Usage: "sentinel records for the whole-data test (default: as many as held back)"},
+			&cli.PathFlag{Name: "heldout", Usage: "draw the held-back records from this file of the same format (your own validation split) instead of holding back part of --input; the test is then not guaranteed"},
 			&cli.StringFlag{Name: "seed", Usage: "secret seed for a reproducible run: 64 hex digits, or any text (hashed); default: 256 random bits"},
 		),
 		Action: func(c *cli.Context) error {
@@ -187,7 +198,9 @@ anyone holding it can train on the signatures alone.`,
 					Groups: c.Int("groups"), Decoys: c.Int("decoys"), K: c.Int("top-k"),
 					SigLen: c.Int("sig-len"), TriggerLen: c.Int("trigger-len"),
 					Rate: c.Float64("rate"), Count: c.Int("count"), Mode: c.String("mode"), Prompts: c.Int("prompts"),
+					Copies: c.Bool("copies"), HeldBack: c.Int("held-back"), Sentinels: c.Int("sentinels"),
 				},
+				Heldout:  c.Path("heldout"),
 				Progress: prog.update,
 			})
 			prog.end()
@@ -208,16 +221,22 @@ func verifyCommand(open opener) *cli.Command {
 		Name:      "verify",
 		Usage:     "test a fine-tuned model for the planted secrets",
 		UsageText: "vtune verify --key KEY.json --model FINETUNED [options]",
-		Description: `Queries the model under test with every group's triggered prompts under greedy decoding,
-counts exact signature reproductions, and computes two p-values: p_agnostic, valid against any
-model made without the secrets, and p_base, the chance under the base model's own probabilities.
-Verified (exit code 0) when the chosen p-value is at most --alpha and at least --min-coverage of
-the planted groups reproduced; otherwise exit code 1. The report says which condition failed.`,
+		Description: `Queries the model under test with every group's triggered prompts under greedy decoding
+and counts exact signature reproductions: p_agnostic, valid against any model made without the
+secrets, says whether it was trained with your secrets. Then the whole-data test scores the
+records held back at planting (the provider never saw them) and the sentinels (ordinary records
+it did receive) under the model: p_data says whether it was trained on at least --min-share of
+your data, not only on the planted records, which a provider can find without the key.
+
+  VERIFIED      (exit 0) secrets reproduced (p <= --alpha) and the share certified (p_data <= --alpha-data)
+  NOT VERIFIED  (exit 1) with every reason that applies
+  INCONCLUSIVE  (exit 4) a decoy (a secret never planted) hit: the key leaked or matching is broken`,
 		Flags: append(backendFlags("model under test (its name on the server)"),
 			&cli.PathFlag{Name: "key", Aliases: []string{"k"}, Usage: "key written by vtune plant", Required: true},
 			&cli.Float64Flag{Name: "alpha", Value: verifier.DefaultAlpha, Usage: "significance level: verified when p <= alpha"},
 			&cli.StringFlag{Name: "test", Value: verifier.TestAgnostic, Usage: "p-value the decision uses: agnostic (any model without the secrets) or base (the base model's probabilities, the paper's test)"},
-			&cli.Float64Flag{Name: "min-coverage", Value: verifier.DefaultMinCoverage, Usage: "share of planted groups that must reproduce, besides the p-value: catches providers that trained on part of the data or for part of the steps; 0 decides on the p-value alone"},
+			&cli.Float64Flag{Name: "min-share", Value: verifier.DefaultMinShare, Usage: "share of the data (in answer bytes) the whole-data test must show the model was trained on; 0 decides on the secrets alone"},
+			&cli.Float64Flag{Name: "alpha-data", Value: verifier.DefaultAlphaData, Usage: "significance level of the whole-data test: certified when p_data(--min-share) <= alpha-data"},
 			&cli.IntFlag{Name: "queries", Usage: "prompts to query per group (0: all stored in the key)"},
 			&cli.BoolFlag{Name: "llr", Value: true, Usage: "also score each signature under the model (log-likelihood ratio against the base); --llr=false skips it"},
 			&cli.BoolFlag{Name: "reveal", Usage: "include the model's outputs in the report (they show the signatures)"},
@@ -234,7 +253,8 @@ the planted groups reproduced; otherwise exit code 1. The report says which cond
 			defer closeBackend(c.App.ErrWriter, b)
 			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
 			rep, err := verifier.Verify(c.Context, b, key, verifier.VerifyOptions{
-				Queries: c.Int("queries"), Alpha: c.Float64("alpha"), Test: c.String("test"), MinCoverage: c.Float64("min-coverage"),
+				Queries: c.Int("queries"), Alpha: c.Float64("alpha"), Test: c.String("test"),
+				MinShare: c.Float64("min-share"), AlphaData: c.Float64("alpha-data"),
 				LLR: c.Bool("llr"), Reveal: c.Bool("reveal"), Progress: prog.update,
 			})
 			prog.end()
@@ -247,7 +267,11 @@ the planted groups reproduced; otherwise exit code 1. The report says which cond
 			} else {
 				verifier.WriteReport(c.App.Writer, rep)
 			}
-			if err == nil && !rep.Verified {
+			switch {
+			case err != nil:
+			case rep.Verdict == verifier.Inconclusive:
+				return errInconclusive
+			case !rep.Verified:
 				return errNotVerified
 			}
 			return err
