@@ -96,6 +96,7 @@ Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 server failure, 
 			plantCommand(open),
 			verifyCommand(open),
 			inspectCommand(),
+			auditCommand(),
 		},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%v (see vtune %s --help)", err, c.Command.Name)
