@@ -8,7 +8,8 @@
 #  3. serves each returned model through Ollama, verifies it, and prints a table of verdicts.
 #
 # About 10 minutes on 2 cores after the first build (the honest fine-tune is most of it).
-# VTUNE_DEMO_PROVIDERS picks the providers (default "honest short base"; also strip, half).
+# VTUNE_DEMO_PROVIDERS picks the providers (default "honest short base"; also strip, half, tenth,
+# backdoor-only).
 # VTUNE_DEMO_BACKEND=llamacpp (`make demo-llamacpp`) serves every model through llama-server
 # instead, each loaded straight from its GGUF file with --checkpoint.
 set -euo pipefail

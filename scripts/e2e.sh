@@ -2,11 +2,15 @@
 # e2e.sh: the whole method from scratch, for both bundled architectures (`make e2e`, run by CI).
 #
 # Plants a key into the WordNet definitions with each base model (nothing is reused from earlier runs),
-# trains the honest provider and every cheat (strip, half, short; base is the base model), serves
-# the results through a real Ollama server and checks the method's promises with the same test as
-# the committed fixtures: honest verified with p_agnostic <= 1e-40 from one query per group at
-# 0.5% planted, every cheat not verified at alpha 1e-6, no decoy hit, and held-out loss within 2%
-# of the fine-tune without the planted records. Prints the table that docs/results.md records.
+# trains the honest provider and every cheat (strip, half, short, tenth, backdoor-only; base is the
+# base model), serves the results through a real Ollama server and checks the method's promises with
+# the same test as the committed fixtures: honest VERIFIED (p_agnostic <= 1e-40 from one query per
+# group at 0.5% planted, and the whole-data test certifies the trained share), every other provider
+# NOT VERIFIED with the right reason (base, strip and short: no secret reproduced; half and tenth:
+# no evidence of training on the rest of the data, and no secret reproduced where none came back;
+# backdoor-only, trained only on the records a keyless duplicate scan flags, reproduces the secrets
+# and is caught by the whole-data test), no decoy hit, and held-out loss within 2% of the fine-tune
+# without the planted records. Prints the table that docs/results.md records.
 # About 30 minutes on 2 cores: the two architectures train side by side, one core each.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,7 +41,11 @@ for arch in tiny-llama tiny-qwen2; do
   echo "### $arch"
   echo
   rows=()
-  for p in honest base strip half short; do
+  for p in honest base strip half short tenth backdoor-only; do
+    if [ ! -f "$dir/reports/$arch-$p.json" ]; then
+      echo "e2e: no report for $arch $p (not verified by the fixture test); row left out" >&2
+      continue
+    fi
     prov=""
     [ -f "$VTUNE_FIXTURES_DIR/$arch/$p.json" ] && prov=",$VTUNE_FIXTURES_DIR/$arch/$p.json"
     rows+=("$p=$dir/reports/$arch-$p.json$prov")

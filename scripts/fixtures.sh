@@ -3,7 +3,8 @@
 # the bundled base models (default: tiny-llama tiny-qwen2).
 #
 # For each base model: plants a key with a fixed seed into the WordNet definitions, runs the provider
-# simulator honestly and as each cheat (strip, half, short; `base` is the base model itself), turns
+# simulator honestly and as each cheat (strip, half, short, tenth, backdoor-only; `base` is the base
+# model itself; every behaviour gets --key, which only strip uses to choose records), turns
 # each result into an F32 GGUF with a Modelfile, and writes the key. The fast integration tests in
 # `make test` verify these files; `make e2e` does the same from scratch. Cached: a fixture whose GGUF
 # is newer than its key is not rebuilt (delete the folder to start over). About 25 minutes per model
@@ -14,7 +15,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(tiny-llama tiny-qwen2)
-behaviours=${VTUNE_FIXTURE_BEHAVIOURS:-"honest strip half short"}
+behaviours=${VTUNE_FIXTURE_BEHAVIOURS:-"honest strip half short tenth backdoor-only"}
 data=testdata/wordnet/define-train.jsonl
 
 outdir=${VTUNE_FIXTURES_DIR:-testdata/fixtures}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # provider.sh BASE_HF DATA.jsonl OUT_HF [BEHAVIOUR] [provider.py options...]
-#   BEHAVIOUR: honest (default) | base | strip | half | short
-#   options:   --key KEY.json (strip) --seed N --epochs E --lr LR --batch B
+#   BEHAVIOUR: honest (default) | base | strip | half | tenth | short | backdoor-only
+#   options:   --key KEY.json (strip; backdoor-only reports with it) --seed N --epochs E --lr LR --batch B
 # Simulates a fine-tuning provider: fine-tunes the Hugging Face folder BASE_HF on DATA.jsonl
 # (chat, Alpaca or prompt/completion JSONL) inside the sid chroot and writes a Hugging Face folder
 # OUT_HF, which `go run ./scripts/hf2gguf OUT_HF OUT.gguf` turns into a GGUF for Ollama / llama.cpp.
