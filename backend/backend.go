@@ -173,12 +173,10 @@ func lookup(list []Token, t Token) TokenScore {
 }
 
 // scoreTextByLists scores text for a server that can neither tokenize nor force a token, from
-// the ranked lists next returns. At each step it takes the longest listed token that the rest of
-// the text starts with (its value is exact); when no listed token fits, the step is one unlisted
-// token covering the rest of the word (up to the next space, at least one character), bounded by
-// the list's lowest value. The split is the lists' greedy one, not necessarily the tokenizer's, so
-// the sum approximates log P(text | prompt); it is the same measurement for every text, which is
-// what a comparison between two sets of records needs.
+// the ranked lists next returns, one request a step (see textStep). The split is the lists'
+// greedy one, not necessarily the tokenizer's, so the sum approximates log P(text | prompt); it is
+// the same measurement for every text, which is what a comparison between two sets of records
+// needs.
 func scoreTextByLists(ctx context.Context, next func(ctx context.Context, prompt string, n int) ([]Token, error), n int, prompt, text string) (Score, error) {
 	s := Score{Exact: true}
 	for done := 0; done < len(text); {
@@ -186,24 +184,30 @@ func scoreTextByLists(ctx context.Context, next func(ctx context.Context, prompt
 		if err != nil {
 			return Score{}, err
 		}
-		rest := text[done:]
-		best := -1
-		for i, t := range list {
-			if raw := t.Raw(); len(raw) > 0 && strings.HasPrefix(rest, string(raw)) && (best < 0 || len(raw) > len(list[best].Raw())) {
-				best = i
-			}
-		}
-		if best >= 0 {
-			raw := list[best].Raw()
-			s.Add(TokenScore{Text: string(raw), Logprob: list[best].Logprob, Exact: true})
-			done += len(raw)
-			continue
-		}
-		w := unlistedPiece(rest)
-		s.Add(lookup(list, Token{Text: rest[:w]}))
+		w, ts := textStep(list, text[done:])
+		s.Add(ts)
 		done += w
 	}
 	return s, nil
+}
+
+// textStep scores the next token of rest from the ranked list at that position: the longest
+// listed token that rest starts with, whose value is exact; when no listed token fits, one unlisted
+// token covering the rest of the word (up to the next space, at least one character), bounded by
+// the list's lowest value. It returns the length of rest the step covers.
+func textStep(list []Token, rest string) (int, TokenScore) {
+	best := -1
+	for i, t := range list {
+		if raw := t.Raw(); len(raw) > 0 && strings.HasPrefix(rest, string(raw)) && (best < 0 || len(raw) > len(list[best].Raw())) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		raw := list[best].Raw()
+		return len(raw), TokenScore{Text: string(raw), Logprob: list[best].Logprob, Exact: true}
+	}
+	w := unlistedPiece(rest)
+	return w, lookup(list, Token{Text: rest[:w]})
 }
 
 // unlistedPiece returns the length of the piece that stands for one unlisted token at the start

@@ -229,8 +229,58 @@ func (o *Ollama) Score(ctx context.Context, prompt string, target []Token) (Scor
 	return s, nil
 }
 
-// ScoreText implements Backend from ranked lists (Ollama has no tokenize endpoint): approximate,
-// see scoreTextByLists.
+// ScoreText implements Backend from ranked lists (Ollama has no tokenize endpoint), step by step as
+// textStep says: approximate. Greedy decoding reports the list at every step it takes, so one
+// request serves every step for as long as the greedy path follows the text; a new request starts
+// where it leaves it. A model that learned the text follows it to the end in one or two requests;
+// one that did not costs about one request per token, as a list per step would.
 func (o *Ollama) ScoreText(ctx context.Context, prompt, text string) (Score, error) {
-	return scoreTextByLists(ctx, o.Next, OllamaMaxTop, prompt, text)
+	s := Score{Exact: true}
+	ahead := followMin
+	for done := 0; done < len(text); {
+		r, err := o.generate(ctx, prompt+text[:done], greedyOptions(ahead), OllamaMaxTop)
+		if err != nil {
+			return Score{}, err
+		}
+		if len(r.Logprobs) == 0 {
+			// The greedy token was a stop token, which comes back without its list: ask for
+			// the list alone.
+			list, err := o.Next(ctx, prompt+text[:done], OllamaMaxTop)
+			if err != nil {
+				return Score{}, err
+			}
+			w, ts := textStep(list, text[done:])
+			s.Add(ts)
+			done += w
+			ahead = followMin
+			continue
+		}
+		followed := 0
+		for _, lp := range r.Logprobs {
+			list := make([]Token, len(lp.TopLogprobs))
+			for i, t := range lp.TopLogprobs {
+				list[i] = token(t)
+			}
+			w, ts := textStep(list, text[done:])
+			s.Add(ts)
+			done += w
+			if done >= len(text) || !bytes.Equal(token(lp.TokenLogprob).Raw(), []byte(ts.Text)) {
+				break // the text is scored, or the greedy path left it
+			}
+			followed++
+		}
+		// Look further ahead while the path follows the text, less far once it strays.
+		if followed == len(r.Logprobs) && followed == ahead {
+			ahead = min(2*ahead, followMax)
+		} else {
+			ahead = followMin
+		}
+	}
+	return s, nil
 }
+
+// followMin and followMax bound how many tokens ScoreText decodes in one request.
+const (
+	followMin = 4
+	followMax = 64
+)

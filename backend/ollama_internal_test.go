@@ -1,0 +1,58 @@
+package backend
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"vtune/backend/servertest"
+)
+
+// Ollama's ScoreText reads the ranked lists off greedy decoding while the greedy path follows the
+// text; it must give exactly what asking for the list at every step gives (the lists are computed
+// from the raw logits, whatever the sampler), in fewer requests for a text the model would say.
+func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the real Ollama server")
+	}
+	srv := servertest.StartOllama(t)
+	o, err := NewOllama(srv.URL, srv.Create(t, "tiny-llama", "tiny-llama.Modelfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	p, err := o.Render(ctx, []Message{{Role: "user", Content: "Define the word harbor."}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := o.Greedy(ctx, p, 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{
+		g.Text, // the model's own answer: the greedy path follows it throughout
+		"a sheltered port where ships can take on or discharge cargo",
+		"zqxj unlisted, wörds\tand 日本",
+	} {
+		fast, err := o.ScoreText(ctx, p, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow, err := scoreTextByLists(ctx, o.Next, OllamaMaxTop, p, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fast.Tokens) != len(slow.Tokens) || fast.Exact != slow.Exact || math.Abs(fast.Logprob-slow.Logprob) > 1e-6 {
+			t.Fatalf("%q: greedy-following %v (%d tokens, exact %v), step by step %v (%d, %v)",
+				text, fast.Logprob, len(fast.Tokens), fast.Exact, slow.Logprob, len(slow.Tokens), slow.Exact)
+		}
+		for i := range fast.Tokens {
+			if fast.Tokens[i].Text != slow.Tokens[i].Text || math.Abs(fast.Tokens[i].Logprob-slow.Tokens[i].Logprob) > 1e-6 {
+				t.Fatalf("%q token %d: %+v vs %+v", text, i, fast.Tokens[i], slow.Tokens[i])
+			}
+		}
+		t.Logf("%q: %d tokens, log P %.4f, exact %v", text, len(fast.Tokens), fast.Logprob, fast.Exact)
+	}
+}
