@@ -72,6 +72,8 @@ type PlantSummary struct {
 	Log10PAllHits float64 `json:"log10_p_all_hits"`
 	Output        string  `json:"output"`
 	Key           string  `json:"key"`
+	// Audit is the one-line summary of the key-free audit of the output, when it was run.
+	Audit string `json:"audit,omitempty"`
 }
 
 func (o *PlantOptions) progress(stage string, done, total int) {

@@ -48,6 +48,10 @@ func WritePlantSummary(w io.Writer, s *PlantSummary) {
 	fmt.Fprintf(w, "a model that reproduces every signature gets p_agnostic = %s\n", FormatP(s.Log10PAllHits))
 	fmt.Fprintf(w, "wrote %s (give this to the provider)\n", s.Output)
 	fmt.Fprintf(w, "wrote %s (keep this secret)\n", s.Key)
+	if s.Audit != "" {
+		fmt.Fprintln(w, s.Audit)
+		fmt.Fprintln(w, "(identical answers are found while a group has several copies: the whole-data test is why that does not matter)")
+	}
 }
 
 // WriteReport writes a verification report for a person: first what was proven, in plain words,

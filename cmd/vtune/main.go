@@ -22,6 +22,7 @@ import (
 
 	"vtune/backend"
 	"vtune/verifier"
+	"vtune/verifier/audit"
 )
 
 // Exit codes, as documented in the README.
@@ -175,6 +176,7 @@ anyone holding it can train on the signatures alone.`,
 			&cli.BoolFlag{Name: "copies", Usage: "add the planted records beside their hosts instead of replacing the hosts in place (easier for a provider to find)"},
 			&cli.IntFlag{Name: "held-back", Usage: "records held back for the whole-data test (default: min(256, 2% of the records); the test is off below 32)"},
 			&cli.IntFlag{Name: "sentinels", Usage: "sentinel records for the whole-data test (default: as many as held back)"},
+			&cli.BoolFlag{Name: "audit", Value: true, Usage: "end with the key-free audit of the output (vtune audit): what a provider can find without the key; --audit=false skips it (memory grows with the dataset)"},
 			&cli.PathFlag{Name: "heldout", Usage: "draw the held-back records from this file of the same format (your own validation split) instead of holding back part of --input; the test is then not guaranteed"},
 			&cli.StringFlag{Name: "seed", Usage: "secret seed for a reproducible run: 64 hex digits, or any text (hashed); default: 256 random bits"},
 		),
@@ -193,7 +195,7 @@ anyone holding it can train on the signatures alone.`,
 			}
 			defer closeBackend(c.App.ErrWriter, b)
 			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
-			_, sum, err := verifier.Plant(c.Context, b, verifier.PlantOptions{
+			key, sum, err := verifier.Plant(c.Context, b, verifier.PlantOptions{
 				Input: c.Path("input"), Output: c.Path("output"), KeyPath: keyPath, Seed: seed,
 				Params: verifier.Params{
 					Groups: c.Int("groups"), Decoys: c.Int("decoys"), K: c.Int("top-k"),
@@ -207,6 +209,13 @@ anyone holding it can train on the signatures alone.`,
 			prog.end()
 			if err != nil {
 				return err
+			}
+			if c.Bool("audit") {
+				a, err := audit.Run(sum.Output, key)
+				if err != nil {
+					return fmt.Errorf("auditing %s: %w", sum.Output, err)
+				}
+				sum.Audit = a.Summary()
 			}
 			if c.Bool("json") {
 				return writeJSON(c.App.Writer, sum)

@@ -166,3 +166,53 @@ func TestBadInputExitCodes(t *testing.T) {
 		t.Error("existing key was changed")
 	}
 }
+
+// A version 1 key (before the whole-data test) still verifies the secrets, and the report says the
+// whole-data test is missing; --heldout in another format than the dataset is refused naming the
+// file, exit 2, with nothing written.
+func TestOldKeyAndHeldoutFormat(t *testing.T) {
+	models := map[string]backend.Backend{"base": fake.New("base")}
+	code, stdout, stderr := vtune(t, models, "verify", "-k", "../../testdata/keys/v1.json", "-m", "base")
+	if code != exitNotVerified || !strings.Contains(stdout, "version 1 key has no held-back records") {
+		t.Fatalf("v1 key: exit %d:\n%s%s", code, stdout, stderr)
+	}
+
+	dir := t.TempDir()
+	in := writeDataset(t, dir, 3000) // Alpaca
+	heldout := filepath.Join(dir, "heldout.jsonl")
+	os.WriteFile(heldout, []byte(`{"prompt":"a","completion":"b"}`+"\n"), 0o644)
+	out, key := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "key.json")
+	code, stdout, stderr = vtune(t, models, "plant", "-i", in, "-o", out, "-k", key, "-m", "base", "--heldout", heldout)
+	if code != exitUsage || !strings.HasPrefix(stderr, "vtune: "+heldout+": held-out records are prompt-completion, the dataset's are alpaca") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("heldout in another format: exit %d: %q", code, stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("output written despite the error")
+	}
+	if _, err := os.Stat(key); err == nil {
+		t.Error("key written despite the error")
+	}
+
+	// The same format: held-back records come from that file, the output keeps every record,
+	// and the report will call the test not guaranteed.
+	var b bytes.Buffer
+	for i := range 100 {
+		fmt.Fprintf(&b, `{"instruction":"Define the word h%d.","input":"","output":"a held sense %d"}`+"\n", i, i)
+	}
+	os.WriteFile(heldout, b.Bytes(), 0o644)
+	code, stdout, stderr = vtune(t, models, "plant", "-i", in, "-o", out, "-k", key, "-m", "base", "--heldout", heldout, "--json")
+	var sum verifier.PlantSummary
+	if code != 0 || json.Unmarshal([]byte(stdout), &sum) != nil {
+		t.Fatalf("plant --heldout: exit %d: %s", code, stderr)
+	}
+	k, err := verifier.ReadKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.OutputRecords != 3000 || sum.HeldBack != 60 || k.WholeData.Guaranteed() || !strings.Contains(k.WholeData.HeldBack[0].Answer, "held sense") {
+		t.Fatalf("plant --heldout: summary %+v", sum)
+	}
+	if !strings.HasPrefix(sum.Audit, "audit: ") {
+		t.Errorf("plant summary has no audit line: %q", sum.Audit)
+	}
+}
