@@ -3,14 +3,14 @@
 #
 # Plants a key into the WordNet definitions with each base model (nothing is reused from earlier runs),
 # trains the honest provider and every cheat (strip, half, short, tenth, backdoor-only; base is the
-# base model), serves the results through a real Ollama server and checks the method's promises with
-# the same test as the committed fixtures: honest VERIFIED (p_agnostic <= 1e-40 from one query per
+# base model), verifies each from its GGUF through a real llama-server and checks the method's
+# promises with the same tests as the committed fixtures (TestFixture*): honest VERIFIED (p_agnostic <= 1e-40 from one query per
 # group at 0.5% planted, and the whole-data test certifies the trained share), every other provider
-# NOT VERIFIED with the right reason (base, strip and short: no secret reproduced; half and tenth:
-# no evidence of training on the rest of the data, and no secret reproduced where none came back;
-# backdoor-only, trained only on the records a keyless duplicate scan flags, reproduces the secrets
-# and is caught by the whole-data test), no decoy hit, and held-out loss within 2% of the fine-tune
-# without the planted records. Prints the table that docs/results.md records.
+# NOT VERIFIED with the reasons that apply (cmd/vtune/fixtures_test.go lists them; backdoor-only,
+# trained only on the records a keyless duplicate scan flags, reproduces the secrets and is caught
+# by the whole-data test), a relabelled decoy giving INCONCLUSIVE, no decoy hit, and held-out loss
+# within 2% of the fine-tune without the planted records. Prints the table that docs/results.md
+# records, also when a check failed (the exit status then says so).
 # About 30 minutes on 2 cores: the two architectures train side by side, one core each.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,8 +20,7 @@ rm -rf "$dir" && mkdir -p "$dir/reports"
 export VTUNE_FIXTURES_DIR=$dir/fixtures VTUNE_FIXTURES_WORK=$dir/work
 # The committed fixtures' seed by default, so that CI is reproducible: planting and training are
 # deterministic for a seed (one PyTorch thread), and the run rebuilds the fixtures from nothing.
-# VTUNE_FIXTURE_SEED=any-text draws fresh secrets; on these tiny models a fresh draw can leave an
-# honest fine-tune at 6 of 8 groups and a half-data one as high (docs/results.md).
+# VTUNE_FIXTURE_SEED=any-text draws fresh secrets (docs/results.md records three).
 export VTUNE_FIXTURE_SEED=${VTUNE_FIXTURE_SEED:-fixture}
 
 make -s build
@@ -34,7 +33,8 @@ for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || { echo "e2e: building fine-tunes failed, see $dir/*.log" >&2; tail -20 "$dir"/*.log >&2; exit 1; }
 done
 
-VTUNE_REQUIRE_SERVERS=1 VTUNE_REPORTS_DIR=$dir/reports go test -count=1 -run 'TestFixture' -v ./cmd/vtune
+status=0
+VTUNE_REQUIRE_SERVERS=1 VTUNE_REPORTS_DIR=$dir/reports go test -count=1 -run 'TestFixture' -v ./cmd/vtune || status=$?
 
 for arch in tiny-llama tiny-qwen2; do
   echo
@@ -52,3 +52,4 @@ for arch in tiny-llama tiny-qwen2; do
   done
   python3 scripts/verdicts.py --markdown "${rows[@]}"
 done | tee "$dir/results.md"
+exit $status

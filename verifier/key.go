@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"time"
 
@@ -109,6 +110,10 @@ type WholeData struct {
 	Source    string         `json:"source"`
 	HeldBack  []ScoredRecord `json:"held_back"`
 	Sentinels []ScoredRecord `json:"sentinels"`
+	// NearDuplicates counts the held-back records whose answer (lowercased, punctuation and
+	// spacing aside) is also a sent record's: they cost power (a model trained on the twin knows
+	// the held-back record too, which raises tau), not validity.
+	NearDuplicates int `json:"near_duplicates"`
 }
 
 // Guaranteed reports whether the held-back records were drawn together with the sentinels and
@@ -224,6 +229,9 @@ func (k *Key) check() error {
 		for _, r := range append(append([]ScoredRecord(nil), w.HeldBack...), w.Sentinels...) {
 			if len(r.Messages) == 0 || r.Base.Tokens < 1 {
 				return fmt.Errorf("whole_data: record of line %d has no prompt or no answer tokens", r.Line)
+			}
+			if lp := r.Base.Logprob; math.IsNaN(lp) || math.IsInf(lp, 0) || lp > 0 {
+				return fmt.Errorf("whole_data: record of line %d has base score %v, not a finite log-probability", r.Line, lp)
 			}
 		}
 	}

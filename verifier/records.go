@@ -2,12 +2,17 @@ package verifier
 
 import (
 	"bufio"
-	"container/heap"
+	"cmp"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"vtune/backend"
 )
@@ -37,60 +42,25 @@ func wholeDataSizes(p *Params, n int) (b, c int, ok bool) {
 	return b, c, b >= MinWholeDataRecords && c >= MinWholeDataRecords
 }
 
-// weighted is one record in a weighted reservoir: its index and its Efraimidis-Spirakis key
-// log(u)/w, u uniform on (0, 1), w the record's weight. The n largest keys are a weighted sample
-// of n records without replacement, in one pass and O(n) memory.
-type weighted struct {
-	idx int
-	key float64
+// answers is what the whole-data draw needs to know of every record of a file: its answer's
+// length in bytes (0 for a record that cannot be drawn) and a hash of its normalised answer, for
+// counting near-duplicates. 12 bytes a record.
+type answers struct {
+	length []uint32
+	hash   []uint64
 }
 
-// reservoir keeps the n largest keys; the smallest kept is at the root.
-type reservoir []weighted
-
-func (r reservoir) Len() int           { return len(r) }
-func (r reservoir) Less(i, j int) bool { return r[i].key < r[j].key }
-func (r reservoir) Swap(i, j int)      { r[i], r[j] = r[j], r[i] }
-func (r *reservoir) Push(x any)        { *r = append(*r, x.(weighted)) }
-func (r *reservoir) Pop() any {
-	old := *r
-	x := old[len(old)-1]
-	*r = old[:len(old)-1]
-	return x
-}
-
-// offer adds a record of weight w to a reservoir of capacity n.
-func (r *reservoir) offer(rng *rand.Rand, n, idx int, w float64) {
-	if w <= 0 {
-		return
-	}
-	u := rng.Float64()
-	for u == 0 {
-		u = rng.Float64()
-	}
-	k := math.Log(u) / w
-	switch {
-	case r.Len() < n:
-		heap.Push(r, weighted{idx, k})
-	case k > (*r)[0].key:
-		(*r)[0] = weighted{idx, k}
-		heap.Fix(r, 0)
-	}
-}
-
-// drawRecords draws n records of the file, skipping the indexes in skip, with probability
-// proportional to their answer length in bytes (method.md: the share the test certifies counts
-// answer bytes, so a provider cannot pass by training on many short records). Records that are not
-// a prompt followed by an answer have weight 0. The records come back in random order.
-func drawRecords(rng *rand.Rand, path string, format Format, n int, skip map[int]bool) ([]Record, error) {
+// readAnswers decodes every record of the file once. Records whose index is in skip (the hosts)
+// get length 0: they are never drawn, but their answers still count as sent.
+func readAnswers(path string, format Format, skip map[int]bool) (*answers, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &InputError{File: path, Msg: unwrapPath(err).Error()}
 	}
 	defer f.Close()
-	var res reservoir
+	a := &answers{}
 	sc := newLineScanner(bufio.NewReaderSize(f, 1<<20))
-	for idx := 0; ; {
+	for {
 		line, ok := sc.next()
 		if !ok {
 			break
@@ -98,23 +68,131 @@ func drawRecords(rng *rand.Rand, path string, format Format, n int, skip map[int
 		if blank(line) {
 			continue
 		}
-		if !skip[idx] {
-			r := Record{Line: sc.line, Raw: line, Format: format}
-			if _, answer, err := r.Conversation(); err == nil {
-				res.offer(rng, n, idx, float64(len(answer)))
+		var n uint32
+		var h uint64
+		if _, answer, err := (Record{Line: sc.line, Raw: line, Format: format}).Conversation(); err == nil {
+			h = normalHash(answer)
+			if !skip[len(a.length)] {
+				n = uint32(min(len(answer), math.MaxUint32))
 			}
 		}
-		idx++
+		a.length = append(a.length, n)
+		a.hash = append(a.hash, h)
 	}
 	if err := sc.err(); err != nil {
 		return nil, &InputError{File: path, Msg: err.Error()}
 	}
-	order := make([]int, len(res))
-	for i, w := range res {
-		order[i] = w.idx
+	return a, nil
+}
+
+// normalHash hashes an answer lowercased, with punctuation dropped and white space collapsed, so
+// that answers differing only in case, spacing or punctuation collide: near-duplicates.
+func normalHash(answer string) uint64 {
+	h := fnv.New64a()
+	space := false
+	for _, r := range strings.ToLower(answer) {
+		switch {
+		case unicode.IsSpace(r):
+			space = true
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			if space {
+				h.Write([]byte{' '})
+				space = false
+			}
+			var buf [utf8.UTFMax]byte
+			h.Write(buf[:utf8.EncodeRune(buf[:], r)])
+		}
 	}
-	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	return readHosts(path, format, order)
+	return h.Sum64() | 1 // 0 marks "no answer"
+}
+
+// drawWeighted draws n record indexes without replacement, record i with probability
+// pi_i = n w_i / W exactly, w_i its answer length capped at C where n C = sum_i min(w_i, C) (so
+// that no pi_i exceeds 1: uncapped, a record holding more than a 1/n share of the answer bytes
+// could not be drawn in proportion, and a provider could skip the few longest records unseen; the
+// share the test certifies is one of capped answer bytes). Systematic sampling in a random order:
+// the records are shuffled, their pi_i laid end to end on [0, n), and the records under the points
+// u, u+1, ..., u+n-1 taken, u uniform on [0, 1). The indexes come back in random order.
+func drawWeighted(rng *rand.Rand, length []uint32, n int) []int {
+	c := lengthCap(length, n)
+	var idx []int
+	total := 0.0
+	for i, w := range length {
+		if w > 0 {
+			idx = append(idx, i)
+			total += math.Min(float64(w), c)
+		}
+	}
+	if len(idx) <= n {
+		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		return idx
+	}
+	rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+	out := make([]int, 0, n)
+	cum, next := 0.0, rng.Float64()
+	for _, i := range idx {
+		cum += float64(n) * math.Min(float64(length[i]), c) / total
+		if cum > next && len(out) < n {
+			out = append(out, i)
+			next++
+		}
+	}
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// lengthCap returns C with n C = sum_i min(w_i, C), or +Inf when no weight needs capping (or
+// fewer than n records have a weight).
+func lengthCap(length []uint32, n int) float64 {
+	var w []float64
+	total := 0.0
+	for _, x := range length {
+		if x > 0 {
+			w = append(w, float64(x))
+			total += float64(x)
+		}
+	}
+	if len(w) <= n {
+		return math.Inf(1)
+	}
+	slices.SortFunc(w, func(a, b float64) int { return cmp.Compare(b, a) })
+	// With the k longest capped, C = (sum of the rest) / (n - k); the first k for which the
+	// (k+1)-th longest is at most C gives the fixed point.
+	rest := total
+	for k := 0; k < n; k++ {
+		c := rest / float64(n-k)
+		if w[k] <= c {
+			if k == 0 {
+				return math.Inf(1)
+			}
+			return c
+		}
+		rest -= w[k]
+	}
+	return rest // unreachable: len(w) > n
+}
+
+// drawRecords draws n records of the file as drawWeighted says and reads them.
+func drawRecords(rng *rand.Rand, path string, format Format, a *answers, n int) ([]Record, error) {
+	return readHosts(path, format, drawWeighted(rng, a.length, n))
+}
+
+// nearDuplicates counts the held-back records whose normalised answer is also that of a sent
+// record (sent: a record of the input that is not held back).
+func nearDuplicates(held []Record, input *answers, heldIdx map[int]bool) int {
+	sent := map[uint64]bool{}
+	for i, h := range input.hash {
+		if h != 0 && !heldIdx[i] {
+			sent[h] = true
+		}
+	}
+	n := 0
+	for _, r := range held {
+		if _, answer, err := r.Conversation(); err == nil && sent[normalHash(answer)] {
+			n++
+		}
+	}
+	return n
 }
 
 // scoreRecords scores each record's answer after its prompt under model b.
@@ -157,7 +235,12 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 	if !ok {
 		return offNote(nb, nc, scan.records), nil
 	}
+	in, err := readAnswers(opt.Input, scan.format, skip)
+	if err != nil {
+		return "", err
+	}
 	var held, sent []Record
+	heldIdx := map[int]bool{}
 	source := SourceDrawn
 	if opt.Heldout != "" {
 		hs, err := scanDataset(opt.Heldout)
@@ -167,21 +250,29 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 		if hs.format != scan.format {
 			return "", &InputError{File: opt.Heldout, Msg: fmt.Sprintf("held-out records are %s, the dataset's are %s: they must have the same format", hs.format, scan.format)}
 		}
-		if held, err = drawRecords(rng, opt.Heldout, hs.format, nb, nil); err != nil {
+		ha, err := readAnswers(opt.Heldout, hs.format, nil)
+		if err != nil {
 			return "", err
 		}
-		if sent, err = drawRecords(rng, opt.Input, scan.format, nc, skip); err != nil {
+		if held, err = drawRecords(rng, opt.Heldout, hs.format, ha, nb); err != nil {
+			return "", err
+		}
+		if sent, err = drawRecords(rng, opt.Input, scan.format, in, nc); err != nil {
 			return "", err
 		}
 		source = opt.Heldout
 	} else {
 		// Drawn at once and split at random: the exchangeability the test rests on.
-		all, err := drawRecords(rng, opt.Input, scan.format, nb+nc, skip)
+		order := drawWeighted(rng, in.length, nb+nc)
+		if len(order) < nb+nc { // fewer records with an answer than asked: split what there is
+			nb = len(order) * nb / (nb + nc)
+		}
+		for _, i := range order[:nb] {
+			heldIdx[i] = true
+		}
+		all, err := readHosts(opt.Input, scan.format, order)
 		if err != nil {
 			return "", err
-		}
-		if len(all) < nb+nc { // fewer records with an answer than asked: split what there is
-			nb = len(all) * nb / (nb + nc)
 		}
 		held, sent = all[:nb], all[nb:]
 	}
@@ -197,7 +288,7 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 	if err != nil {
 		return "", err
 	}
-	key.WholeData = &WholeData{Source: source, HeldBack: hb, Sentinels: sb}
+	key.WholeData = &WholeData{Source: source, HeldBack: hb, Sentinels: sb, NearDuplicates: nearDuplicates(held, in, heldIdx)}
 	return "", nil
 }
 

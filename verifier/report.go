@@ -110,8 +110,11 @@ func writeVerdict(w io.Writer, r *Report) {
 	case !wd.Available:
 		fmt.Fprintf(w, "  trained on your data: %s\n", wd.Note)
 	case wd.Certified:
-		fmt.Fprintf(w, "  trained on your data: yes, at least %.0f%% of it (95%% confidence; %.0f%% at %.4g%%), p_data(%.0f%%) = %s\n",
+		fmt.Fprintf(w, "  trained on your data: yes, at least %.0f%% of it in answer bytes (95%% confidence; %.0f%% at %.4g%%), p_data(%.0f%%) = %s\n",
 			100*wd.ShareLower95, 100*wd.ShareLowerDecision, 100*(1-wd.AlphaData), 100*wd.MinShare, FormatP(wd.Log10PData))
+		if !wd.Guaranteed {
+			fmt.Fprintf(w, "    %s\n", wd.Note)
+		}
 	default:
 		fmt.Fprintf(w, "  trained on your data: not shown for %.0f%% of it, p_data(%.0f%%) = %s > %g (lower bound %.0f%% at 95%% confidence)\n",
 			100*wd.MinShare, 100*wd.MinShare, FormatP(wd.Log10PData), wd.AlphaData, 100*wd.ShareLower95)
@@ -153,14 +156,17 @@ func writeWholeData(w io.Writer, wd *WholeDataResult) {
 		fmt.Fprintf(w, "whole-data test     %s\n", wd.Note)
 		return
 	}
-	fmt.Fprintf(w, "whole-data test     %d of %d sentinels above tau = %+.3f nats/token (the %d-th of %d held-back scores, + %g)\n",
-		wd.X, wd.Sentinels, wd.Tau, wd.K, wd.HeldBack, wd.Eps)
+	fmt.Fprintf(w, "whole-data test     %d of %d sentinels above tau + %g; tau = %+.3f nats/token, rank %d of %d held-back scores\n",
+		wd.X, wd.Sentinels, wd.Eps, wd.Tau, wd.K, wd.HeldBack)
 	fmt.Fprintf(w, "                    p_data(%.0f%%) = %s; trained share >= %.0f%% (95%%), >= %.0f%% (%.4g%%); with a detectable trace %.0f%%\n",
 		100*wd.MinShare, FormatP(wd.Log10PData), 100*wd.ShareLower95, 100*wd.ShareLowerDecision, 100*(1-wd.AlphaData), 100*wd.TraceShare)
 	fmt.Fprintf(w, "                    score quartiles (nats/token)  held back %s   sentinels %s\n",
 		quartiles(wd.HeldBackScores), quartiles(wd.SentinelScores))
 	if wd.Note != "" {
 		fmt.Fprintf(w, "                    %s\n", wd.Note)
+	}
+	if wd.NearDuplicates > 0 {
+		fmt.Fprintf(w, "                    %d held-back records have a near-duplicate among the records sent (costs power, not validity)\n", wd.NearDuplicates)
 	}
 	if !wd.Exact {
 		fmt.Fprintln(w, "                    (scores from ranked lists: approximate, the same for both sets; the test stays valid)")

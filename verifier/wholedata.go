@@ -54,6 +54,8 @@ type WholeDataResult struct {
 	ShareLowerDecision float64 `json:"share_lower_decision"`
 	// TraceShare is the share with a detectable trace, at most the true share.
 	TraceShare float64 `json:"trace_share"`
+	// NearDuplicates counts held-back records with a near-duplicate among the sent ones.
+	NearDuplicates int `json:"near_duplicates"`
 	// Certified: p_data(MinShare) <= AlphaData.
 	Certified bool `json:"certified"`
 
@@ -78,7 +80,7 @@ func wholeDataTest(ctx context.Context, b backend.Backend, info backend.ModelInf
 		res.Note = "not available against a hosted endpoint: it knows which records it received and could treat them apart; serve the returned weights yourself"
 		return res, nil
 	}
-	res.Available, res.Guaranteed = true, w.Guaranteed()
+	res.Available, res.Guaranteed, res.NearDuplicates = true, w.Guaranteed(), w.NearDuplicates
 	if !res.Guaranteed {
 		res.Note = "not guaranteed: the held-back records came from " + w.Source + ", which need not be exchangeable with the records sent"
 	}
@@ -92,6 +94,9 @@ func wholeDataTest(ctx context.Context, b backend.Backend, info backend.ModelInf
 		sc, err := scoreAnswer(ctx, b, r.Messages, r.Answer)
 		if err != nil {
 			return nil, fmt.Errorf("whole-data record of line %d: %w", r.Line, err)
+		}
+		if math.IsNaN(sc.Logprob) || math.IsInf(sc.Logprob, 0) {
+			return nil, fmt.Errorf("whole-data record of line %d: the server gave log-probability %v", r.Line, sc.Logprob)
 		}
 		scores[i] = (sc.Logprob - r.Base.Logprob) / float64(r.Base.Tokens)
 		res.Exact = res.Exact && sc.Exact && r.Base.Exact
@@ -140,12 +145,13 @@ func interleave(key *Key, n int) []int {
 	return order
 }
 
-// hosted reports whether the model is behind an OpenAI-compatible endpoint on another machine:
-// a provider's endpoint, which could answer the records it received differently from the others.
-// Loopback and private addresses count as the user's own server.
+// hosted reports whether the model is served from another network than the user's: possibly a
+// provider's endpoint, which could answer the records it received differently from the others,
+// whatever the serving stack. Loopback and private addresses count as the user's own server.
+// (A proxy there could still cheat; the report names the URL it scored through.)
 func hosted(info backend.ModelInfo) bool {
-	if info.Backend != "openai" {
-		return false
+	if info.URL == "" {
+		return false // an in-process model
 	}
 	u, err := url.Parse(info.URL)
 	if err != nil {
