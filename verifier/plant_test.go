@@ -266,7 +266,7 @@ func TestVerifyWithFakeModels(t *testing.T) {
 	}
 	var out strings.Builder
 	WriteReport(&out, rep)
-	if !strings.HasPrefix(out.String(), "verdict: VERIFIED\n  trained with your secrets: yes, p_agnostic = ") {
+	if !strings.HasPrefix(out.String(), "verdict: VERIFIED (on the secrets alone: no share of the data was asked for)\n  trained with your secrets: yes, p_agnostic = ") {
 		t.Errorf("report:\n%s", out.String())
 	}
 	for _, bad := range []VerifyOptions{{Alpha: 1e-6, MinShare: 1.5, AlphaData: 1e-3}, {Alpha: 1e-6, MinShare: math.NaN(), AlphaData: 1e-3}, {Alpha: 1e-6, AlphaData: 0}} {

@@ -94,7 +94,11 @@ func WriteReport(w io.Writer, r *Report) {
 
 // writeVerdict writes the verdict and what it proves: the report's first lines.
 func writeVerdict(w io.Writer, r *Report) {
-	fmt.Fprintf(w, "verdict: %s\n", r.Verdict)
+	scope := ""
+	if r.Verified && r.WholeData.MinShare == 0 {
+		scope = " (on the secrets alone: no share of the data was asked for)"
+	}
+	fmt.Fprintf(w, "verdict: %s%s\n", r.Verdict, scope)
 	p := r.Log10PAgnostic
 	if r.Test == TestBase {
 		p = r.Log10PBase
