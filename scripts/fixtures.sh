@@ -23,21 +23,20 @@ workdir=${VTUNE_FIXTURES_WORK:-$root/.tools/fixtures}
 seed=${VTUNE_FIXTURE_SEED:-fixture}
 
 make -s build
-# A server of this run's own, so that runs for two architectures can go side by side.
-export VTUNE_OLLAMA_STATE=$root/.tools/run/ollama-fixtures-$$
-url=$(scripts/ollama.sh start)
-trap 'scripts/ollama.sh stop; rm -rf "$VTUNE_OLLAMA_STATE"' EXIT
+# Planting scores 2 x 200 held-back records and sentinels under the base model: exact and fast
+# through llama-server (one request a record), so it plants through llama-server started for the
+# base GGUF. One thread: two runs side by side on 2 cores (scripts/llamacpp.sh says why).
+export LLAMACPP_THREADS=1
 
 for arch in "${archs[@]}"; do
   out=$outdir/$arch
   work=$workdir/$arch
   mkdir -p "$out" "$work"
-  scripts/ollama.sh create "$arch" "testdata/models/$arch.Modelfile"
   # The planted dataset is not committed: the same seed, data and model give it back byte for byte.
   if [ ! -s "$out/key.json" ] || [ ! -s "$work/planted.jsonl" ]; then
     echo "== $arch: plant" >&2
-    bin/vtune plant -q --url "$url" -m "$arch" -i "$data" -o "$work/planted.jsonl" \
-      --key "$out/key.json" --seed "$seed-$arch" --force
+    bin/vtune plant -q --backend llamacpp --checkpoint "testdata/models/$arch.gguf" -i "$data" \
+      -o "$work/planted.jsonl" --key "$out/key.json" --seed "$seed-$arch" --force
   fi
   for b in $behaviours; do
     if [ -s "$out/$b.gguf" ] && [ "$out/$b.gguf" -nt "$out/key.json" ]; then continue; fi

@@ -19,8 +19,11 @@ import sys
 
 
 def p(log10):
+    """Formats a probability given as log10, as vtune's reports do (verifier.FormatP)."""
     if log10 >= 0:
         return "1"
+    if log10 > -3:
+        return f"{10 ** log10:.3g}"
     e = math.floor(log10)
     m = 10 ** (log10 - e)
     if m >= 9.95:
