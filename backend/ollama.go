@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/envconfig"
 	"github.com/ollama/ollama/template"
 )
 
@@ -21,16 +21,10 @@ const OllamaMaxTop = 20
 // DefaultOllamaURL is where Ollama listens unless OLLAMA_HOST says otherwise.
 const DefaultOllamaURL = "http://127.0.0.1:11434"
 
-// OllamaURL returns the server URL from OLLAMA_HOST, as the ollama command reads it, or the default.
+// OllamaURL returns the server URL from OLLAMA_HOST, read by the ollama module's own envconfig so
+// that vtune and the ollama command agree ("127.0.0.1" means port 11434, not 80), or the default.
 func OllamaURL() string {
-	h := os.Getenv("OLLAMA_HOST")
-	if h == "" {
-		return DefaultOllamaURL
-	}
-	if !strings.Contains(h, "://") {
-		h = "http://" + h
-	}
-	return h
+	return envconfig.Host().String()
 }
 
 // Ollama is a model served by an Ollama server, reached through its own Go client.
@@ -52,6 +46,8 @@ type Ollama struct {
 
 // NewOllama returns a backend for model on the Ollama server at baseURL.
 func NewOllama(baseURL, model string) (*Ollama, error) {
+	// The API's own path is a common paste ("http://host:11434/api"); the client adds it itself.
+	baseURL = strings.TrimSuffix(strings.TrimRight(baseURL, "/"), "/api")
 	u, err := url.Parse(baseURL)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("bad Ollama URL %q: want e.g. %s", baseURL, DefaultOllamaURL)

@@ -56,3 +56,29 @@ func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
 		t.Logf("%q: %d tokens, log P %.4f, exact %v", text, len(fast.Tokens), fast.Logprob, fast.Exact)
 	}
 }
+
+// OLLAMA_HOST is read as the ollama command reads it (issue: "127.0.0.1" dialled port 80), and a
+// URL pasted with the API's path still reaches the server's root.
+func TestOllamaURLs(t *testing.T) {
+	for env, want := range map[string]string{
+		"":                         "http://127.0.0.1:11434",
+		"127.0.0.1":                "http://127.0.0.1:11434",
+		"0.0.0.0:8080":             "http://0.0.0.0:8080",
+		"http://example.com:11435": "http://example.com:11435",
+		"https://example.com":      "https://example.com:443",
+	} {
+		t.Setenv("OLLAMA_HOST", env)
+		if got := OllamaURL(); got != want {
+			t.Errorf("OLLAMA_HOST=%q: %s, want %s", env, got, want)
+		}
+	}
+	for _, in := range []string{"http://127.0.0.1:11434/api", "http://127.0.0.1:11434/api/", "http://127.0.0.1:11434/"} {
+		o, err := NewOllama(in, "m")
+		if err != nil {
+			t.Fatalf("NewOllama(%q): %v", in, err)
+		}
+		if o.url != "http://127.0.0.1:11434" {
+			t.Errorf("NewOllama(%q): url %q", in, o.url)
+		}
+	}
+}
