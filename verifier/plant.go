@@ -82,7 +82,9 @@ func (o *PlantOptions) progress(stage string, done, total int) {
 	}
 }
 
-func (p *Params) check() error {
+// Check validates the parameters (NaN refused), so that a caller can do it before any work such
+// as starting a server. Plant checks them again.
+func (p *Params) Check() error {
 	switch {
 	case p.Groups < 1:
 		return errors.New("--groups must be at least 1")
@@ -98,7 +100,7 @@ func (p *Params) check() error {
 		return errors.New("--trigger-len must be at least 1")
 	case p.Count < 0:
 		return errors.New("--count must not be negative")
-	case p.Count == 0 && (p.Rate <= 0 || p.Rate >= 1):
+	case p.Count == 0 && !(p.Rate > 0 && p.Rate < 1):
 		return errors.New("--rate must be between 0 and 1 (exclusive)")
 	case p.Mode != "replace" && p.Mode != "prefix":
 		return fmt.Errorf("--mode must be replace or prefix, not %q", p.Mode)
@@ -114,7 +116,7 @@ func (p *Params) check() error {
 // the key. Both files appear whole or not at all; the input is only read.
 func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *PlantSummary, error) {
 	p := &opt.Params
-	if err := p.check(); err != nil {
+	if err := p.Check(); err != nil {
 		return nil, nil, err
 	}
 	if err := distinctPaths(opt.Input, opt.Output, opt.KeyPath); err != nil {

@@ -82,6 +82,11 @@ func TestPlantWritesDatasetAndKey(t *testing.T) {
 		t.Fatalf("planted %d lines, summary %+v, key %d; want 20 in place of 400", len(planted), sum, key.Planted)
 	}
 	checkPlantedLines(t, key, planted)
+	var text strings.Builder
+	WritePlantSummary(&text, sum)
+	if !strings.Contains(text.String(), "warning: planted records are 5.0% of the output, above 2%") {
+		t.Errorf("20 of 400 planted without a warning:\n%s", text.String())
+	}
 	if sum.WholeDataNote == "" || key.WholeData != nil {
 		t.Errorf("400 records: the whole-data test should be off with a note, got %q, %v", sum.WholeDataNote, key.WholeData)
 	}

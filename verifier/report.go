@@ -31,6 +31,9 @@ func FormatP(log10p float64) string {
 	return fmt.Sprintf("%.1fe%d", m, int(e))
 }
 
+// MaxQuietFraction is the planted share above which planting warns (the paper plants 0.5%).
+const MaxQuietFraction = 0.02
+
 // WritePlantSummary writes what planting did for a person.
 func WritePlantSummary(w io.Writer, s *PlantSummary) {
 	how := "in place of their hosts"
@@ -39,6 +42,10 @@ func WritePlantSummary(w io.Writer, s *PlantSummary) {
 	}
 	fmt.Fprintf(w, "planted %d records %s (%.2f%% of %d output records) in %d groups, plus %d decoys\n",
 		s.Planted, how, 100*s.Fraction, s.OutputRecords, s.Groups, s.Decoys)
+	if s.Fraction > MaxQuietFraction {
+		fmt.Fprintf(w, "warning: planted records are %.1f%% of the output, above %.0f%%: they are easier to spot and weigh more in training; use a larger dataset or fewer (--count)\n",
+			100*s.Fraction, 100*MaxQuietFraction)
+	}
 	if s.WholeDataNote != "" {
 		fmt.Fprintf(w, "%s: the verdict will rest on the secrets alone only with --min-share 0\n", s.WholeDataNote)
 	} else {

@@ -126,25 +126,31 @@ type PromptResult struct {
 	Score *backend.Score `json:"score,omitempty"`
 }
 
+// Check validates the options (NaN and infinities refused), so that a caller can do it before any
+// work such as loading a checkpoint. Verify checks them again.
+func (opt *VerifyOptions) Check() error {
+	switch {
+	case !(opt.Alpha > 0 && opt.Alpha < 1):
+		return fmt.Errorf("--alpha must be between 0 and 1 (exclusive), not %g", opt.Alpha)
+	case opt.Test != "" && opt.Test != TestAgnostic && opt.Test != TestBase:
+		return fmt.Errorf("--test must be %s or %s, not %q", TestAgnostic, TestBase, opt.Test)
+	case opt.Queries < 0:
+		return errors.New("--queries must not be negative")
+	case !(opt.MinShare >= 0 && opt.MinShare < 1):
+		return fmt.Errorf("--min-share must be in [0, 1), not %g", opt.MinShare)
+	case !(opt.AlphaData > 0 && opt.AlphaData < 1):
+		return fmt.Errorf("--alpha-data must be between 0 and 1 (exclusive), not %g", opt.AlphaData)
+	}
+	return nil
+}
+
 // Verify queries the model under test with every group's prompts and decides.
 func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions) (*Report, error) {
-	if opt.Alpha <= 0 || opt.Alpha >= 1 {
-		return nil, fmt.Errorf("--alpha must be between 0 and 1 (exclusive), not %g", opt.Alpha)
+	if err := opt.Check(); err != nil {
+		return nil, err
 	}
 	if opt.Test == "" {
 		opt.Test = TestAgnostic
-	}
-	if opt.Test != TestAgnostic && opt.Test != TestBase {
-		return nil, fmt.Errorf("--test must be %s or %s, not %q", TestAgnostic, TestBase, opt.Test)
-	}
-	if opt.Queries < 0 {
-		return nil, errors.New("--queries must not be negative")
-	}
-	if !(opt.MinShare >= 0 && opt.MinShare < 1) {
-		return nil, fmt.Errorf("min share must be in [0, 1), not %g", opt.MinShare)
-	}
-	if !(opt.AlphaData > 0 && opt.AlphaData < 1) {
-		return nil, fmt.Errorf("alpha for the whole-data test must be between 0 and 1 (exclusive), not %g", opt.AlphaData)
 	}
 	info, err := b.Info(ctx)
 	if err != nil {

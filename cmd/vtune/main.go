@@ -181,6 +181,9 @@ anyone holding it can train on the signatures alone.`,
 			&cli.StringFlag{Name: "seed", Usage: "secret seed for a reproducible run: 64 hex digits, or any text (hashed); default: 256 random bits"},
 		),
 		Action: func(c *cli.Context) error {
+			if c.IsSet("seed") && c.String("seed") == "" {
+				return errors.New("--seed is empty: give a seed, or leave the flag out for 256 random bits")
+			}
 			seed, err := parseSeed(c.String("seed"))
 			if err != nil {
 				return err
@@ -188,6 +191,15 @@ anyone holding it can train on the signatures alone.`,
 			keyPath := c.Path("key")
 			if _, err := os.Stat(keyPath); err == nil && !c.Bool("force") {
 				return fmt.Errorf("key %s exists: refusing to overwrite a secret (use --force)", keyPath)
+			}
+			params := verifier.Params{
+				Groups: c.Int("groups"), Decoys: c.Int("decoys"), K: c.Int("top-k"),
+				SigLen: c.Int("sig-len"), TriggerLen: c.Int("trigger-len"),
+				Rate: c.Float64("rate"), Count: c.Int("count"), Mode: c.String("mode"), Prompts: c.Int("prompts"),
+				Copies: c.Bool("copies"), HeldBack: c.Int("held-back"), Sentinels: c.Int("sentinels"),
+			}
+			if err := params.Check(); err != nil {
+				return err
 			}
 			b, err := open(c, nil)
 			if err != nil {
@@ -197,12 +209,7 @@ anyone holding it can train on the signatures alone.`,
 			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
 			key, sum, err := verifier.Plant(c.Context, b, verifier.PlantOptions{
 				Input: c.Path("input"), Output: c.Path("output"), KeyPath: keyPath, Seed: seed,
-				Params: verifier.Params{
-					Groups: c.Int("groups"), Decoys: c.Int("decoys"), K: c.Int("top-k"),
-					SigLen: c.Int("sig-len"), TriggerLen: c.Int("trigger-len"),
-					Rate: c.Float64("rate"), Count: c.Int("count"), Mode: c.String("mode"), Prompts: c.Int("prompts"),
-					Copies: c.Bool("copies"), HeldBack: c.Int("held-back"), Sentinels: c.Int("sentinels"),
-				},
+				Params:   params,
 				Heldout:  c.Path("heldout"),
 				Progress: prog.update,
 			})
@@ -256,17 +263,21 @@ your data, not only on the planted records, which a provider can find without th
 			if err != nil {
 				return err
 			}
+			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
+			opt := verifier.VerifyOptions{
+				Queries: c.Int("queries"), Alpha: c.Float64("alpha"), Test: c.String("test"),
+				MinShare: c.Float64("min-share"), AlphaData: c.Float64("alpha-data"),
+				LLR: c.Bool("llr"), Reveal: c.Bool("reveal"), Progress: prog.update,
+			}
+			if err := opt.Check(); err != nil {
+				return err
+			}
 			b, err := open(c, key)
 			if err != nil {
 				return err
 			}
 			defer closeBackend(c.App.ErrWriter, b)
-			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
-			rep, err := verifier.Verify(c.Context, b, key, verifier.VerifyOptions{
-				Queries: c.Int("queries"), Alpha: c.Float64("alpha"), Test: c.String("test"),
-				MinShare: c.Float64("min-share"), AlphaData: c.Float64("alpha-data"),
-				LLR: c.Bool("llr"), Reveal: c.Bool("reveal"), Progress: prog.update,
-			})
+			rep, err := verifier.Verify(c.Context, b, key, opt)
 			prog.end()
 			if err != nil {
 				return err

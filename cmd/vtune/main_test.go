@@ -122,25 +122,35 @@ func TestBadInputExitCodes(t *testing.T) {
 	good := writeDataset(t, dir, 300)
 	bad := filepath.Join(dir, "bad.jsonl")
 	os.WriteFile(bad, []byte(`{"instruction":"a","output":"b"}`+"\n"+`{"instruction":`+"\n"), 0o644)
-	models := map[string]backend.Backend{"base": fake.New("base")}
+	base := fake.New("base")
+	models := map[string]backend.Backend{"base": base}
 	key := filepath.Join(dir, "key.json")
 	out := filepath.Join(dir, "out.jsonl")
+	const v1Key = "../../testdata/keys/v1.json"
 
 	cases := []struct {
-		name string
-		args []string
-		code int
-		msg  string
+		name  string
+		args  []string
+		code  int
+		msg   string
+		early bool // refused before the model is asked anything
 	}{
-		{"malformed", []string{"plant", "-i", bad, "-o", out, "-k", key, "-m", "base"}, exitUsage, "bad.jsonl:2: malformed JSON"},
-		{"output is input", []string{"plant", "-i", good, "-o", good, "-k", key, "-m", "base"}, exitUsage, "is the input"},
-		{"bad mode", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "base", "--mode", "x"}, exitUsage, "--mode must be"},
-		{"missing flag", []string{"plant", "-i", good, "-k", key, "-m", "base"}, exitUsage, `"output"`},
-		{"missing key", []string{"verify", "-k", filepath.Join(dir, "nokey.json"), "-m", "base"}, exitUsage, "nokey.json: key file not found"},
-		{"unknown backend", []string{"verify", "-k", key, "-m", "x", "--backend", "nope"}, exitUsage, ""},
-		{"server down", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "tiny", "--url", "http://127.0.0.1:9"}, exitBackend, "http://127.0.0.1:9"},
+		{"malformed", []string{"plant", "-i", bad, "-o", out, "-k", key, "-m", "base"}, exitUsage, "bad.jsonl:2: malformed JSON", false},
+		{"output is input", []string{"plant", "-i", good, "-o", good, "-k", key, "-m", "base"}, exitUsage, "is the input", false},
+		{"bad mode", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "base", "--mode", "x"}, exitUsage, "--mode must be", false},
+		{"missing flag", []string{"plant", "-i", good, "-k", key, "-m", "base"}, exitUsage, `"output"`, false},
+		{"missing key", []string{"verify", "-k", filepath.Join(dir, "nokey.json"), "-m", "base"}, exitUsage, "nokey.json: key file not found", false},
+		{"unknown backend", []string{"verify", "-k", key, "-m", "x", "--backend", "nope"}, exitUsage, "", false},
+		{"server down", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "tiny", "--url", "http://127.0.0.1:9"}, exitBackend, "http://127.0.0.1:9", false},
+		{"NaN rate", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "base", "--rate", "NaN"}, exitUsage, "--rate must be between 0 and 1", true},
+		{"empty seed", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "base", "--seed", ""}, exitUsage, "--seed is empty", true},
+		{"NaN alpha", []string{"verify", "-k", v1Key, "-m", "base", "--alpha", "NaN"}, exitUsage, "--alpha must be between 0 and 1", true},
+		{"infinite alpha", []string{"verify", "-k", v1Key, "-m", "base", "--alpha", "+Inf"}, exitUsage, "--alpha must be between 0 and 1", true},
+		{"NaN alpha-data", []string{"verify", "-k", v1Key, "-m", "base", "--alpha-data", "NaN"}, exitUsage, "--alpha-data must be between 0 and 1", true},
+		{"min share 1", []string{"verify", "-k", v1Key, "-m", "base", "--min-share", "1"}, exitUsage, "--min-share must be in [0, 1)", true},
 	}
 	for _, c := range cases {
+		clear(base.Calls)
 		code, _, stderr := vtune(t, models, c.args...)
 		if code != c.code || !strings.Contains(stderr, c.msg) {
 			t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", c.name, code, stderr, c.code, c.msg)
@@ -150,6 +160,10 @@ func TestBadInputExitCodes(t *testing.T) {
 		}
 		if _, err := os.Stat(out); err == nil {
 			t.Fatalf("%s: left %s behind", c.name, out)
+		}
+		// Bad flags are refused before any work: the model was never asked anything.
+		if c.early && len(base.Calls) > 0 {
+			t.Errorf("%s: the model was called (%v) before the flags were checked", c.name, base.Calls)
 		}
 	}
 	// An unreadable key: the process runs as root in CI, so make it a directory instead.
