@@ -2,14 +2,17 @@
 # demo.sh: the whole loop on this machine, with real training, in one command (`make demo`).
 #
 #  1. plants a fresh secret key into the bundled WordNet definitions (10,000 records) with the
-#     bundled tiny Llama base model, served by a private Ollama server;
-#  2. plays three providers with the provider simulator: an honest fine-tune, a "short" one that
-#     trains a tenth of the steps, and one that returns the base model unchanged;
+#     bundled tiny Llama base model (through llama-server, which scores the 400 records of the
+#     whole-data test exactly in seconds; Ollama, one request a token, takes minutes);
+#  2. plays three providers with the provider simulator: an honest fine-tune, "backdoor-only"
+#     (finds the planted records without the key by their repeated answers and trains on nothing
+#     else: it reproduces every secret and used to be verified), and one that returns the base
+#     model unchanged;
 #  3. serves each returned model through Ollama, verifies it, and prints a table of verdicts.
 #
 # About 10 minutes on 2 cores after the first build (the honest fine-tune is most of it).
-# VTUNE_DEMO_PROVIDERS picks the providers (default "honest short base"; also strip, half, tenth,
-# backdoor-only).
+# VTUNE_DEMO_PROVIDERS picks the providers (default "honest backdoor-only base"; also strip, half,
+# short, tenth).
 # VTUNE_DEMO_BACKEND=llamacpp (`make demo-llamacpp`) serves every model through llama-server
 # instead, each loaded straight from its GGUF file with --checkpoint.
 set -euo pipefail
@@ -17,7 +20,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 vtune=$root/bin/vtune
 work=${VTUNE_DEMO_DIR:-$root/.tools/demo}
-providers=${VTUNE_DEMO_PROVIDERS:-"honest short base"}
+providers=${VTUNE_DEMO_PROVIDERS:-"honest backdoor-only base"}
 arch=tiny-llama
 backend=${VTUNE_DEMO_BACKEND:-ollama}
 export VTUNE_OLLAMA_STATE=$root/.tools/run/ollama-demo
@@ -37,8 +40,8 @@ else
 fi
 
 echo "== vtune plant: a new secret key, base model $arch, testdata/wordnet/define-train.jsonl"
-"$vtune" plant -q "${serve[@]}" "${base[@]}" -i testdata/wordnet/define-train.jsonl \
-  -o "$work/planted.jsonl" --key "$work/key.json"
+LLAMACPP_THREADS=1 "$vtune" plant -q --backend llamacpp --checkpoint "testdata/models/$arch.gguf" \
+  -i testdata/wordnet/define-train.jsonl -o "$work/planted.jsonl" --key "$work/key.json"
 echo
 
 for p in $providers; do
@@ -63,7 +66,7 @@ for p in $providers; do
   "$vtune" verify -q "${serve[@]}" "${model[@]}" --key "$work/key.json" --json >"$work/$p.verify.json"
   code=$?
   set -e
-  [ $code -le 1 ] || { echo "vtune verify failed (exit $code)" >&2; exit 1; }
+  [ $code -le 1 ] || [ $code -eq 4 ] || { echo "vtune verify failed (exit $code)" >&2; exit 1; }
 done
 
 echo
