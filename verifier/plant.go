@@ -185,8 +185,13 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 			}
 		}
 		grp, err := g.group(ctx, j, decoy, m)
-		if err != nil {
+		var be *backend.Error
+		switch {
+		case err == nil:
+		case errors.As(err, &be) || ctx.Err() != nil:
 			return nil, nil, err
+		default: // the records could not carry a secret: about the dataset
+			return nil, nil, &InputError{File: opt.Input, Msg: err.Error()}
 		}
 		key.Groups = append(key.Groups, *grp)
 	}
@@ -442,14 +447,17 @@ type generator struct {
 
 // take returns the next usable host with its conversation.
 func (g *generator) take() (Record, []backend.Message, error) {
+	why := ""
 	for len(g.hosts) > 0 {
 		h := g.hosts[0]
 		g.hosts = g.hosts[1:]
-		if msgs, _, err := h.Conversation(); err == nil {
+		msgs, _, err := h.Conversation()
+		if err == nil {
 			return h, msgs, nil
 		}
+		why = fmt.Sprintf("; line %d, for one: %v", h.Line, err)
 	}
-	return Record{}, nil, errors.New("ran out of host records that can carry a secret (each needs a user turn followed by the response)")
+	return Record{}, nil, fmt.Errorf("ran out of host records that can carry a secret (each needs a user turn followed by the response%s)", why)
 }
 
 // attempts bounds how often a group is retried with a fresh host when the model yields no usable

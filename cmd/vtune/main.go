@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 }
 
 func newApp(stdout, stderr io.Writer, open opener) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "vtune",
 		Usage: "prove that a fine-tuned model was trained on your data",
 		Description: `vtune plants a few secret backdoor examples (a trigger phrase in the prompt, a
@@ -99,10 +99,23 @@ Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 server failure, 
 			inspectCommand(),
 			auditCommand(),
 		},
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return fmt.Errorf("%v (see vtune %s --help)", err, c.Command.Name)
-		},
+		OnUsageError: usageError,
 	}
+	// Without a handler of its own a command prints its whole help on stdout after a usage
+	// error, which a script reading --json output would take for the result.
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError
+	}
+	return app
+}
+
+// usageError makes a usage error one line on stderr, pointing at the help.
+func usageError(c *cli.Context, err error, _ bool) error {
+	name := "vtune"
+	if c.Command != nil && c.Command.Name != "" {
+		name += " " + c.Command.Name
+	}
+	return fmt.Errorf("%v (see %s --help)", err, name)
 }
 
 // backendFlags select the server and model; shared by plant and verify.

@@ -230,3 +230,30 @@ func TestOldKeyAndHeldoutFormat(t *testing.T) {
 		t.Errorf("plant summary has no audit line: %q", sum.Audit)
 	}
 }
+
+// A usage error is one line on stderr and nothing on stdout, where --json output goes.
+func TestUsageErrorOnStderrOnly(t *testing.T) {
+	for _, args := range [][]string{{"verify", "--nope"}, {"plant", "--json", "--rate"}, {"--nope"}} {
+		code, stdout, stderr := vtune(t, nil, args...)
+		if code != exitUsage || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--help)") {
+			t.Errorf("%v: exit %d, stdout %d bytes, stderr %q", args, code, len(stdout), stderr)
+		}
+	}
+}
+
+// A chat dataset whose records cannot carry a secret (no assistant turn) is refused naming the file
+// and the reason, exit 2.
+func TestNoAssistantTurn(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "chat.jsonl")
+	var b bytes.Buffer
+	for i := range 300 {
+		fmt.Fprintf(&b, `{"messages":[{"role":"user","content":"question %d"}]}`+"\n", i)
+	}
+	os.WriteFile(in, b.Bytes(), 0o644)
+	code, _, stderr := vtune(t, map[string]backend.Backend{"base": fake.New("base")},
+		"plant", "-i", in, "-o", filepath.Join(dir, "out.jsonl"), "-k", filepath.Join(dir, "key.json"), "-m", "base")
+	if code != exitUsage || !strings.HasPrefix(stderr, "vtune: "+in+": ") || !strings.Contains(stderr, "must end with an assistant turn") {
+		t.Fatalf("exit %d: %q", code, stderr)
+	}
+}
