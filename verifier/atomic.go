@@ -9,8 +9,9 @@ import (
 // place on Commit, so a reader never sees it half-written and a failed run leaves nothing behind.
 type atomicFile struct {
 	*os.File
-	dest string
-	done bool
+	dest    string
+	flushed bool // written to disk and closed
+	done    bool // renamed or removed
 }
 
 func createAtomic(dest string, perm os.FileMode) (*atomicFile, error) {
@@ -26,14 +27,27 @@ func createAtomic(dest string, perm os.FileMode) (*atomicFile, error) {
 	return &atomicFile{File: f, dest: dest}, nil
 }
 
-// Commit flushes the file to disk and renames it into place.
-func (f *atomicFile) Commit() error {
+// Flush writes the file to disk and closes it, leaving it under its temporary name: what can fail
+// for lack of space fails here, before anything is renamed.
+func (f *atomicFile) Flush() error {
+	if f.flushed {
+		return nil
+	}
 	if err := f.Sync(); err != nil {
 		f.Abort()
 		return err
 	}
 	if err := f.File.Close(); err != nil {
-		os.Remove(f.Name())
+		f.Abort()
+		return err
+	}
+	f.flushed = true
+	return nil
+}
+
+// Commit flushes the file and renames it into place.
+func (f *atomicFile) Commit() error {
+	if err := f.Flush(); err != nil {
 		return err
 	}
 	f.done = true
@@ -50,7 +64,9 @@ func (f *atomicFile) Abort() {
 		return
 	}
 	f.done = true
-	f.File.Close()
+	if !f.flushed {
+		f.File.Close()
+	}
 	os.Remove(f.Name())
 }
 

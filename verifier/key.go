@@ -238,6 +238,25 @@ func (k *Key) check() error {
 	return nil
 }
 
+// IsKeyFile reports whether path holds a vtune key (damaged or not): planting refuses to write a
+// dataset over one without being forced, since a lost key cannot be made again.
+func IsKeyFile(path string) bool {
+	st, err := os.Stat(path)
+	if err != nil || !st.Mode().IsRegular() || st.Size() > 64<<20 {
+		return false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var k struct {
+		Seed     string          `json:"seed"`
+		Checksum string          `json:"checksum"`
+		Groups   json.RawMessage `json:"groups"`
+	}
+	return json.Unmarshal(b, &k) == nil && k.Seed != "" && k.Checksum != "" && len(k.Groups) > 0
+}
+
 // PlantedGroups returns the groups that were planted, in order.
 func (k *Key) PlantedGroups() []Group { return k.filter(false) }
 

@@ -220,12 +220,8 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 		return nil, nil, err
 	}
 	key.OutputSHA256 = sum
-	if err := out.Commit(); err != nil {
-		return nil, nil, fmt.Errorf("writing %s: %w", opt.Output, err)
-	}
-	if err := WriteKey(opt.KeyPath, key); err != nil {
-		os.Remove(opt.Output) // a dataset without its key proves nothing
-		return nil, nil, fmt.Errorf("writing key %s: %w", opt.KeyPath, err)
+	if err := commitBoth(out, key, opt.KeyPath); err != nil {
+		return nil, nil, err
 	}
 
 	outRecords := scan.records - len(plan.drop)
@@ -248,6 +244,38 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	}
 	sumry.Log10PAllHits = stats.Log10(stats.LogAgnostic(all))
 	return key, sumry, nil
+}
+
+// commitBoth writes the key beside the finished output and renames both into place only when both
+// are complete on disk, so that a failure (a full disk) leaves any file that was at either path
+// untouched: a dataset without its key proves nothing, and a key must never lose its dataset.
+func commitBoth(out *atomicFile, key *Key, keyPath string) error {
+	b, err := key.Marshal()
+	if err != nil {
+		return err
+	}
+	kf, err := createAtomic(keyPath, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing key %s: %w", keyPath, unwrapPath(err))
+	}
+	defer kf.Abort()
+	if _, err := kf.Write(b); err != nil {
+		return fmt.Errorf("writing key %s: %w", keyPath, err)
+	}
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("writing %s: %w", out.dest, err)
+	}
+	if err := kf.Flush(); err != nil {
+		return fmt.Errorf("writing key %s: %w", keyPath, err)
+	}
+	// Both are on disk; only two renames in their own folders are left.
+	if err := out.Commit(); err != nil {
+		return fmt.Errorf("writing %s: %w", out.dest, err)
+	}
+	if err := kf.Commit(); err != nil {
+		return fmt.Errorf("writing key %s: %w (the dataset %s was written: plant again)", keyPath, err, out.dest)
+	}
+	return nil
 }
 
 type plantedCopy struct {

@@ -498,3 +498,22 @@ func TestVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// When the key cannot be written, a file that was at the output path before stays as it was
+// (it used to be removed), and no temporary file is left.
+func TestPlantKeyFailureKeepsOldOutput(t *testing.T) {
+	dir := t.TempDir()
+	in := writeChat(t, dir, 300)
+	out := filepath.Join(dir, "out.jsonl")
+	os.WriteFile(out, []byte("precious\n"), 0o644)
+	opt := PlantOptions{Input: in, Output: out, KeyPath: filepath.Join(dir, "no-such-dir", "key.json"), Params: testParams()}
+	if _, _, err := Plant(context.Background(), fake.New("base"), opt); err == nil || !strings.Contains(err.Error(), "writing key") {
+		t.Fatalf("plant with an unwritable key: %v", err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "precious\n" {
+		t.Fatalf("the output that was there before is now %q", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Fatalf("left behind: %v", ents)
+	}
+}

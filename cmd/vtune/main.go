@@ -176,7 +176,7 @@ anyone holding it can train on the signatures alone.`,
 			&cli.PathFlag{Name: "input", Aliases: []string{"i"}, Usage: "dataset to protect (JSON Lines)", Required: true},
 			&cli.PathFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the dataset with the planted copies", Required: true},
 			&cli.PathFlag{Name: "key", Aliases: []string{"k"}, Usage: "where to write the secret key", Required: true},
-			&cli.BoolFlag{Name: "force", Usage: "overwrite an existing key file"},
+			&cli.BoolFlag{Name: "force", Usage: "overwrite an existing key file (or write the output over one)"},
 			&cli.IntFlag{Name: "groups", Aliases: []string{"g"}, Value: verifier.DefaultGroups, Usage: "independent secrets (trigger, signature) to plant"},
 			&cli.IntFlag{Name: "decoys", Value: verifier.DefaultDecoys, Usage: "secrets drawn the same way but never planted; a decoy hit means something is wrong"},
 			&cli.Float64Flag{Name: "rate", Value: verifier.DefaultRate, Usage: "planted copies as a fraction of the records (at least one per group)"},
@@ -204,6 +204,9 @@ anyone holding it can train on the signatures alone.`,
 			keyPath := c.Path("key")
 			if _, err := os.Stat(keyPath); err == nil && !c.Bool("force") {
 				return fmt.Errorf("key %s exists: refusing to overwrite a secret (use --force)", keyPath)
+			}
+			if out := c.Path("output"); verifier.IsKeyFile(out) && !c.Bool("force") {
+				return fmt.Errorf("output %s is a vtune key: refusing to overwrite a secret with a dataset (use --force)", out)
 			}
 			params := verifier.Params{
 				Groups: c.Int("groups"), Decoys: c.Int("decoys"), K: c.Int("top-k"),

@@ -179,6 +179,10 @@ func TestBadInputExitCodes(t *testing.T) {
 	if b, _ := os.ReadFile(key); string(b) != "{}" {
 		t.Error("existing key was changed")
 	}
+	// Nor is a key at the output path replaced by a dataset.
+	if code, _, stderr := vtune(t, models, "plant", "-i", good, "-o", v1Key, "-k", filepath.Join(dir, "new.json"), "-m", "base"); code != exitUsage || !strings.Contains(stderr, "is a vtune key") {
+		t.Errorf("output over a key: exit %d %q", code, stderr)
+	}
 }
 
 // A version 1 key (before the whole-data test) still verifies the secrets, and the report says the
