@@ -111,6 +111,9 @@ func llamaJSON(ctx context.Context, c *http.Client, op, base, endpoint string, h
 			return ctx.Err()
 		}
 		var ue *url.Error
+		if errors.As(err, &ue) && ue.Timeout() {
+			return &Error{Op: op, URL: base, Err: fmt.Errorf("no answer in time to %s %s: %v", method, endpoint, ue.Err)}
+		}
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}

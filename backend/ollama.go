@@ -33,12 +33,17 @@ func OllamaURL() string {
 // server reports, executed by Ollama's template package, exactly as its chat endpoint would), so the
 // same prompt can be decoded, continued token by token, or scored.
 type Ollama struct {
-	url    string
-	model  string
-	client *api.Client
+	url   string
+	base  *url.URL
+	model string
 	// KeepAlive is how long the server keeps the model loaded after a request; nil leaves the
 	// server's default.
 	KeepAlive *time.Duration
+	// HTTPClient is the client for all requests; nil means http.DefaultClient. Set it before
+	// the first call: NewHTTPClient gives one with time limits.
+	HTTPClient *http.Client
+
+	client *api.Client // made on first use, from HTTPClient
 
 	info *ModelInfo
 	tmpl *template.Template
@@ -55,15 +60,28 @@ func NewOllama(baseURL, model string) (*Ollama, error) {
 	if model == "" {
 		return nil, errors.New("no model named: give --model")
 	}
-	return &Ollama{url: strings.TrimRight(baseURL, "/"), model: model, client: api.NewClient(u, http.DefaultClient)}, nil
+	return &Ollama{url: strings.TrimRight(baseURL, "/"), base: u, model: model}, nil
 }
 
-func (o *Ollama) fail(op string, err error) error {
+// api returns the ollama module's client, made on first use so that HTTPClient can be set after
+// NewOllama.
+func (o *Ollama) api() *api.Client {
+	if o.client == nil {
+		hc := o.HTTPClient
+		if hc == nil {
+			hc = http.DefaultClient
+		}
+		o.client = api.NewClient(o.base, hc)
+	}
+	return o.client
+}
+
+func (o *Ollama) fail(ctx context.Context, op string, err error) error {
 	var se api.StatusError
 	var ue *url.Error
 	switch {
-	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-		return err
+	case ctx.Err() != nil: // interrupted or out of time as a whole: not the server's failure
+		return ctx.Err()
 	case errors.As(err, &se) && se.StatusCode == http.StatusNotFound && strings.Contains(se.ErrorMessage, "not found"):
 		err = fmt.Errorf("model %q not found (create or pull it first)", o.model)
 	case errors.As(err, &se):
@@ -72,6 +90,8 @@ func (o *Ollama) fail(op string, err error) error {
 			msg = se.Status
 		}
 		err = fmt.Errorf("HTTP %d: %s", se.StatusCode, msg)
+	case errors.As(err, &ue) && ue.Timeout():
+		err = fmt.Errorf("no answer in time: %v", ue.Err)
 	case errors.As(err, &ue):
 		err = fmt.Errorf("cannot reach Ollama: %v (is the server running?)", ue.Err)
 	}
@@ -83,9 +103,9 @@ func (o *Ollama) Info(ctx context.Context) (ModelInfo, error) {
 	if o.info != nil {
 		return *o.info, nil
 	}
-	show, err := o.client.Show(ctx, &api.ShowRequest{Model: o.model})
+	show, err := o.api().Show(ctx, &api.ShowRequest{Model: o.model})
 	if err != nil {
-		return ModelInfo{}, o.fail("show", err)
+		return ModelInfo{}, o.fail(ctx, "show", err)
 	}
 	if show.Template == "" {
 		return ModelInfo{}, &Error{Op: "ollama show", URL: o.url, Err: fmt.Errorf("model %q has no chat template (renderer %q): vtune needs the template to build prompts", o.model, show.Renderer)}
@@ -100,7 +120,7 @@ func (o *Ollama) Info(ctx context.Context) (ModelInfo, error) {
 			info.Vocab = int(v)
 		}
 	}
-	if list, err := o.client.List(ctx); err == nil {
+	if list, err := o.api().List(ctx); err == nil {
 		for _, m := range list.Models {
 			if m.Name == o.model || m.Model == o.model || m.Name == o.model+":latest" {
 				info.Digest = m.Digest
@@ -140,12 +160,12 @@ func (o *Ollama) generate(ctx context.Context, prompt string, opts map[string]an
 		req.KeepAlive = &api.Duration{Duration: *o.KeepAlive}
 	}
 	var out *api.GenerateResponse
-	err := o.client.Generate(ctx, req, func(r api.GenerateResponse) error {
+	err := o.api().Generate(ctx, req, func(r api.GenerateResponse) error {
 		out = &r
 		return nil
 	})
 	if err != nil {
-		return nil, o.fail("generate", err)
+		return nil, o.fail(ctx, "generate", err)
 	}
 	if out == nil {
 		return nil, &Error{Op: "ollama generate", URL: o.url, Err: errors.New("empty response")}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,8 @@ type Options struct {
 	Expect Expect
 	// Log receives one-line notes on slow steps (converting, uploading); nil for none.
 	Log io.Writer
+	// HTTPClient is the client of the backend handed back; nil means http.DefaultClient.
+	HTTPClient *http.Client
 }
 
 // Expect is what the checkpoint must agree with: the base model recorded in the key.

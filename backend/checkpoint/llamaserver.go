@@ -158,7 +158,11 @@ func openLlamaServer(ctx context.Context, m *Model, opt Options, ck, base *files
 		return &backend.Error{Op: "llama-server start", URL: url, Err: fmt.Errorf("%v: %s", err, lastLines(log, 3))}
 	}
 
-	b, err := backend.NewLlamaCpp(url, backend.LlamaCppModel("checkpoint"))
+	hc := opt.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	b, err := backend.NewLlamaCpp(url, backend.LlamaCppModel("checkpoint"), backend.LlamaCppHTTPClient(hc))
 	if err != nil {
 		return err
 	}

@@ -190,6 +190,7 @@ func openOllama(ctx context.Context, m *Model, opt Options, ck, base *files) err
 	if err != nil {
 		return err
 	}
+	b.HTTPClient = opt.HTTPClient
 	// Keep the model loaded for the whole run: reloading between queries costs time, never results.
 	keep := time.Duration(-1)
 	b.KeepAlive = &keep

@@ -30,6 +30,7 @@ func openCheckpoint(c *cli.Context, key *verifier.Key) (backend.Backend, error) 
 	opt := checkpoint.Options{
 		Path: c.Path("checkpoint"), Base: c.String("base"), Backend: c.String("backend"),
 		URL: c.String("url"), LlamaServer: c.String("llama-server"), Keep: c.Bool("keep"),
+		HTTPClient: httpClient(c),
 	}
 	// Notes go to stderr unless --quiet; --keep always says what it kept.
 	if !c.Bool("quiet") || opt.Keep {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -125,6 +126,8 @@ func backendFlags(modelUsage string) []cli.Flag {
 		&cli.StringFlag{Name: "url", Usage: "server URL (ollama: $OLLAMA_HOST or " + backend.DefaultOllamaURL + "; llamacpp: " + defaultLlamaCppURL + "; openai: $OPENAI_BASE_URL)"},
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: modelUsage + "; optional for llamacpp, which serves one model"},
 		&cli.StringFlag{Name: "api-key", Usage: "openai: API key (default $OPENAI_API_KEY)"},
+		&cli.DurationFlag{Name: "timeout", Value: backend.DefaultTimeout, Usage: "how long one request may wait for the server's answer (the first may include loading the model); then exit code 3"},
+		&cli.DurationFlag{Name: "connect-timeout", Value: backend.DefaultConnectTimeout, Usage: "how long connecting to the server may take"},
 		&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 	}, checkpointFlags()...)
@@ -137,17 +140,23 @@ func openBackend(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
 		return openCheckpoint(c, key)
 	}
 	url, model := c.String("url"), c.String("model")
+	hc := httpClient(c)
 	switch c.String("backend") {
 	case "ollama":
 		if url == "" {
 			url = backend.OllamaURL()
 		}
-		return backend.NewOllama(url, model)
+		o, err := backend.NewOllama(url, model)
+		if err != nil {
+			return nil, err
+		}
+		o.HTTPClient = hc
+		return o, nil
 	case "llamacpp":
 		if url == "" {
 			url = defaultLlamaCppURL
 		}
-		return backend.NewLlamaCpp(url, backend.LlamaCppModel(model))
+		return backend.NewLlamaCpp(url, backend.LlamaCppModel(model), backend.LlamaCppHTTPClient(hc))
 	case "openai":
 		envURL, envKey := backend.OpenAIEnv()
 		if url == "" {
@@ -157,9 +166,19 @@ func openBackend(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
 		if key == "" {
 			key = envKey
 		}
-		return backend.NewOpenAI(url, key, model)
+		o, err := backend.NewOpenAI(url, key, model)
+		if err != nil {
+			return nil, err
+		}
+		o.HTTPClient = hc
+		return o, nil
 	}
 	return nil, fmt.Errorf("unknown --backend %q: want ollama, llamacpp or openai", c.String("backend"))
+}
+
+// httpClient is the HTTP client the flags --connect-timeout and --timeout describe.
+func httpClient(c *cli.Context) *http.Client {
+	return backend.NewHTTPClient(c.Duration("connect-timeout"), c.Duration("timeout"))
 }
 
 func plantCommand(open opener) *cli.Command {

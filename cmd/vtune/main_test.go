@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -259,5 +261,41 @@ func TestNoAssistantTurn(t *testing.T) {
 		"plant", "-i", in, "-o", filepath.Join(dir, "out.jsonl"), "-k", filepath.Join(dir, "key.json"), "-m", "base")
 	if code != exitUsage || !strings.HasPrefix(stderr, "vtune: "+in+": ") || !strings.Contains(stderr, "must end with an assistant turn") {
 		t.Fatalf("exit %d: %q", code, stderr)
+	}
+}
+
+// A server that accepts the connection and never answers ends the run within --timeout, exit 3,
+// with one line naming the server.
+func TestSilentServerTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // accepted, never answered
+		}
+	}()
+	url := "http://" + ln.Addr().String()
+	for _, b := range []string{"ollama", "llamacpp", "openai"} {
+		start := time.Now()
+		code, _, stderr := vtune(t, nil, "verify", "-k", "../../testdata/keys/v1.json", "--backend", b, "--url", url, "-m", "m", "--timeout", "300ms")
+		if code != exitBackend || !strings.Contains(stderr, url) || !strings.Contains(stderr, "no answer in time") || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%s: exit %d after %v: %q", b, code, time.Since(start), stderr)
+		}
+		if d := time.Since(start); d > time.Minute {
+			t.Errorf("%s: took %v", b, d)
+		}
 	}
 }
