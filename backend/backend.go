@@ -14,6 +14,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -149,6 +150,25 @@ func NewHTTPClient(connect, timeout time.Duration) *http.Client {
 	t.ResponseHeaderTimeout = timeout
 	return &http.Client{Transport: t}
 }
+
+// oneLine makes a server's message fit an error line: white space (an HTML page's newlines
+// included) collapsed, tags of an HTML page dropped, cut after about n bytes at a character boundary.
+func oneLine(s string, n int) string {
+	if strings.HasPrefix(strings.TrimSpace(s), "<") {
+		s = htmlTag.ReplaceAllString(s, " ")
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		cut := n
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return s
+}
+
+var htmlTag = regexp.MustCompile(`<[^>]*>`)
 
 // Error is a failure of the server or of the conversation with it, as opposed to bad input. The
 // command line maps it to its own exit code.

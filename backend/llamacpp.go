@@ -183,10 +183,7 @@ func llamaMessage(data []byte) string {
 			return v.Message
 		}
 	}
-	s := strings.TrimSpace(string(data))
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
+	s := oneLine(string(data), 200)
 	return s
 }
 

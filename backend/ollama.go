@@ -85,7 +85,7 @@ func (o *Ollama) fail(ctx context.Context, op string, err error) error {
 	case errors.As(err, &se) && se.StatusCode == http.StatusNotFound && strings.Contains(se.ErrorMessage, "not found"):
 		err = fmt.Errorf("model %q not found (create or pull it first)", o.model)
 	case errors.As(err, &se):
-		msg := se.ErrorMessage
+		msg := oneLine(se.ErrorMessage, 200)
 		if msg == "" {
 			msg = se.Status
 		}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -296,6 +298,22 @@ func TestSilentServerTimesOut(t *testing.T) {
 		}
 		if d := time.Since(start); d > time.Minute {
 			t.Errorf("%s: took %v", b, d)
+		}
+	}
+}
+
+// A server answering with an HTML error page gives one line, not the page, exit 3.
+func TestHTMLErrorPageOneLine(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		fmt.Fprint(w, "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n<center><h1>502 Bad Gateway</h1></center>\n<hr><center>nginx</center>\n</body>\n</html>\n")
+	}))
+	defer srv.Close()
+	for _, b := range []string{"ollama", "llamacpp", "openai"} {
+		code, _, stderr := vtune(t, nil, "verify", "-k", "../../testdata/keys/v1.json", "--backend", b, "--url", srv.URL, "-m", "m")
+		if code != exitBackend || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "502") || strings.Contains(stderr, "<") {
+			t.Errorf("%s: exit %d: %q", b, code, stderr)
 		}
 	}
 }
