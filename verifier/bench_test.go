@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,7 +48,7 @@ func BenchmarkWritePlanted(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		f, _ := os.Create(filepath.Join(b.TempDir(), "out.jsonl"))
-		if _, err := writePlanted(p, f, nil, scan, func(int) {}); err != nil {
+		if _, err := writePlanted(context.Background(), p, f, &outputPlan{}, scan, func(int) {}); err != nil {
 			b.Fatal(err)
 		}
 		f.Close()

@@ -215,11 +215,14 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 		return nil, nil, fmt.Errorf("cannot create output: %w", err)
 	}
 	defer out.Abort()
-	sum, err := writePlanted(opt.Input, out, plan, scan, func(done int) { opt.progress(StageWrite, done, scan.records) })
+	sum, err := writePlanted(ctx, opt.Input, out, plan, scan, func(done int) { opt.progress(StageWrite, done, scan.records) })
 	if err != nil {
 		return nil, nil, err
 	}
 	key.OutputSHA256 = sum
+	if err := ctx.Err(); err != nil { // interrupted while writing: nothing is renamed into place
+		return nil, nil, err
+	}
 	if err := commitBoth(out, key, opt.KeyPath); err != nil {
 		return nil, nil, err
 	}
@@ -402,7 +405,7 @@ func readHosts(path string, format Format, order []int) ([]Record, error) {
 
 // writePlanted copies the input to w as the plan says, every other line as it is, and returns the
 // SHA-256 of what it wrote.
-func writePlanted(path string, w io.Writer, plan *outputPlan, scan *datasetScan, progress func(int)) (string, error) {
+func writePlanted(ctx context.Context, path string, w io.Writer, plan *outputPlan, scan *datasetScan, progress func(int)) (string, error) {
 	copies := plan.copies
 	f, err := os.Open(path)
 	if err != nil {
@@ -434,6 +437,9 @@ func writePlanted(path string, w io.Writer, plan *outputPlan, scan *datasetScan,
 			}
 			idx++
 			if idx%(1<<16) == 0 {
+				if err := ctx.Err(); err != nil {
+					return "", err
+				}
 				progress(idx)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -514,6 +515,27 @@ func TestPlantKeyFailureKeepsOldOutput(t *testing.T) {
 		t.Fatalf("the output that was there before is now %q", b)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Fatalf("left behind: %v", ents)
+	}
+}
+
+// An interrupt that arrives while the output is being written (it used to be ignored: exit 0 with
+// the files written) stops planting with nothing renamed into place and nothing left behind.
+func TestPlantInterruptedWhileWriting(t *testing.T) {
+	dir := t.TempDir()
+	in := writeChat(t, dir, 300)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opt := PlantOptions{Input: in, Output: filepath.Join(dir, "out.jsonl"), KeyPath: filepath.Join(dir, "key.json"), Params: testParams(),
+		Progress: func(stage string, done, total int) {
+			if stage == StageWrite && done == total {
+				cancel() // the signal arrives as the last record is written
+			}
+		}}
+	if _, _, err := Plant(ctx, fake.New("base"), opt); !errors.Is(err, context.Canceled) {
+		t.Fatalf("plant interrupted while writing: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Fatalf("left behind: %v", ents)
 	}
 }
