@@ -274,6 +274,9 @@ type KeySummary struct {
 	Groups  []GroupSummary    `json:"groups"`
 	// Log10PAllHits is log10 p_agnostic when every planted group hits.
 	Log10PAllHits float64 `json:"log10_p_all_hits"`
+	// FileSHA256 is the SHA-256 of the key file as read: the commitment to publish before the
+	// data is handed over (SECURITY.md).
+	FileSHA256 string `json:"file_sha256,omitempty"`
 }
 
 // GroupSummary is one group as inspect shows it; Trigger and Signature only when revealed.
@@ -319,7 +322,11 @@ func WriteKeySummary(w io.Writer, s *KeySummary) {
 	p := s.Params
 	fmt.Fprintf(w, "parameters  groups %d, decoys %d, k %d, signature %d tokens, trigger %d tokens, mode %s, prompts %d\n",
 		p.Groups, p.Decoys, p.K, p.SigLen, p.TriggerLen, p.Mode, p.Prompts)
-	fmt.Fprintf(w, "all hits    p_agnostic = %s\n\n", FormatP(s.Log10PAllHits))
+	fmt.Fprintf(w, "all hits    p_agnostic = %s\n", FormatP(s.Log10PAllHits))
+	if s.FileSHA256 != "" {
+		fmt.Fprintf(w, "commitment  sha256 %s (publish it before handing the data over: SECURITY.md)\n", s.FileSHA256)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "group\tkind\thosts\tprompts\ttokens\tlog10 Q\tlog10 P_base")
 	reveal := len(s.Groups) > 0 && s.Groups[0].Signature != ""

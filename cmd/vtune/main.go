@@ -351,6 +351,9 @@ func inspectCommand() *cli.Command {
 				return err
 			}
 			s := verifier.Summarize(key, c.Bool("reveal"))
+			if s.FileSHA256, err = fileSHA256(c.Path("key")); err != nil {
+				return err
+			}
 			if c.Bool("json") {
 				return writeJSON(c.App.Writer, s)
 			}
@@ -373,6 +376,17 @@ func parseSeed(s string) ([32]byte, error) {
 		return seed, nil
 	}
 	return sha256.Sum256([]byte(s)), nil
+}
+
+// fileSHA256 returns the SHA-256 of a file, hex: the commitment to a key that SECURITY.md tells
+// users to publish before handing their data over.
+func fileSHA256(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:]), nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -315,5 +317,16 @@ func TestHTMLErrorPageOneLine(t *testing.T) {
 		if code != exitBackend || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "502") || strings.Contains(stderr, "<") {
 			t.Errorf("%s: exit %d: %q", b, code, stderr)
 		}
+	}
+}
+
+// inspect prints the key file's SHA-256, the commitment SECURITY.md says to publish.
+func TestInspectCommitment(t *testing.T) {
+	const path = "../../testdata/keys/v1.json"
+	b, _ := os.ReadFile(path)
+	sum := sha256.Sum256(b)
+	code, stdout, stderr := vtune(t, nil, "inspect", "-k", path)
+	if code != 0 || !strings.Contains(stdout, "commitment  sha256 "+hex.EncodeToString(sum[:])) {
+		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
 	}
 }
