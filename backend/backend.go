@@ -12,11 +12,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
-	"net/http"
-	"regexp"
 	"strings"
-	"time"
 	"unicode/utf8"
 )
 
@@ -125,50 +121,6 @@ type Backend interface {
 	// lists allow (approximate: see scoreTextByLists). Score.Tokens holds one entry per token.
 	ScoreText(ctx context.Context, prompt, text string) (Score, error)
 }
-
-// DefaultConnectTimeout bounds connecting to a server; DefaultTimeout is how long one request may
-// wait for the server's answer: long enough for a server to load a large model on the first
-// request, short enough that a server that accepted the connection and went silent ends a run.
-const (
-	DefaultConnectTimeout = 10 * time.Second
-	DefaultTimeout        = 10 * time.Minute
-)
-
-// NewHTTPClient returns an HTTP client whose connections give up after connect and whose requests
-// give up when the server has not begun to answer after timeout (a non-streaming request's
-// answer begins when the server has done the work, so timeout bounds each request). Zero
-// durations take the defaults. Clients are safe for concurrent use.
-func NewHTTPClient(connect, timeout time.Duration) *http.Client {
-	if connect <= 0 {
-		connect = DefaultConnectTimeout
-	}
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}).DialContext
-	t.ResponseHeaderTimeout = timeout
-	return &http.Client{Transport: t}
-}
-
-// oneLine makes a server's message fit an error line: white space (an HTML page's newlines
-// included) collapsed, tags of an HTML page dropped, cut after about n bytes at a character boundary.
-func oneLine(s string, n int) string {
-	if strings.HasPrefix(strings.TrimSpace(s), "<") {
-		s = htmlTag.ReplaceAllString(s, " ")
-	}
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		cut := n
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return s
-}
-
-var htmlTag = regexp.MustCompile(`<[^>]*>`)
 
 // Error is a failure of the server or of the conversation with it, as opposed to bad input. The
 // command line maps it to its own exit code.
