@@ -57,10 +57,12 @@ def verdict(r):
 
 
 def planted(r):
+    """Planted records as a share of the output (output_records; older reports: input + copies)."""
     copies, records = r.get("planted_copies"), r.get("records")
-    if not isinstance(copies, (int, float)) or not isinstance(records, (int, float)) or records + copies <= 0:
+    if not isinstance(copies, (int, float)) or not isinstance(records, (int, float)):
         return "-"
-    return f"{100 * copies / (records + copies):.2f}%"
+    out = r.get("output_records") or records + copies
+    return f"{100 * copies / out:.2f}%" if out > 0 else "-"
 
 
 def main():

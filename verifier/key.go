@@ -257,6 +257,19 @@ func IsKeyFile(path string) bool {
 	return json.Unmarshal(b, &k) == nil && k.Seed != "" && k.Checksum != "" && len(k.Groups) > 0
 }
 
+// OutputRecords returns the number of records in the planted dataset: the input's, less those held
+// back, plus the planted copies when they went beside their hosts.
+func (k *Key) OutputRecords() int {
+	n := k.Records
+	if w := k.WholeData; w != nil && w.Guaranteed() {
+		n -= len(w.HeldBack)
+	}
+	if k.Params.Copies || k.Version < 2 {
+		n += k.Planted
+	}
+	return n
+}
+
 // PlantedGroups returns the groups that were planted, in order.
 func (k *Key) PlantedGroups() []Group { return k.filter(false) }
 

@@ -63,10 +63,12 @@ type Report struct {
 	DecoyHits int               `json:"decoy_hits"`
 	Decoys    int               `json:"decoys"`
 	Queries   int               `json:"queries"` // prompts queried on planted groups
-	// Records and Copies describe the planted dataset: records of the input, planted copies added.
-	Records    int     `json:"records"`
-	Copies     int     `json:"planted_copies"`
-	Activation float64 `json:"activation"` // fraction of those that reproduced the signature
+	// Records, Copies and OutputRecords describe the planted dataset: records of the input, planted
+	// records (in place of their hosts, or copies beside them), records of the output.
+	Records       int     `json:"records"`
+	Copies        int     `json:"planted_copies"`
+	OutputRecords int     `json:"output_records"`
+	Activation    float64 `json:"activation"` // fraction of those that reproduced the signature
 
 	Log10PAgnostic float64 `json:"log10_p_agnostic"`
 	Log10PBase     float64 `json:"log10_p_base"`
@@ -156,7 +158,7 @@ func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Model: info, BaseModel: key.Base, Records: key.Records, Copies: key.Planted,
+	rep := &Report{Model: info, BaseModel: key.Base, Records: key.Records, Copies: key.Planted, OutputRecords: key.OutputRecords(),
 		Test: opt.Test, Alpha: opt.Alpha, BaseExact: true, LLRExact: opt.LLR}
 
 	total := 0
