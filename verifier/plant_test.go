@@ -539,3 +539,37 @@ func TestPlantInterruptedWhileWriting(t *testing.T) {
 		t.Fatalf("left behind: %v", ents)
 	}
 }
+
+// deadEnd is a model with no text candidate once a reply is 10 bytes long: every signature meets a
+// dead end after a few secret choices.
+type deadEnd struct{ *fake.Model }
+
+func (d deadEnd) Next(ctx context.Context, prompt string, n int) ([]backend.Token, error) {
+	const reply = "<|im_start|>assistant\n"
+	if i := strings.LastIndex(prompt, reply); i >= 0 && len(prompt)-i-len(reply) >= 10 {
+		return []backend.Token{{Text: "<|im_end|>", Logprob: -0.1}, {Text: "\n", Logprob: -3}}, nil
+	}
+	return d.Model.Next(ctx, prompt, n)
+}
+
+// A dead end after secret choices ends the signature there, with Q_j over the steps taken: redrawing
+// on another host would favour the paths without dead ends and break the bound.
+func TestDeadEndEndsSignature(t *testing.T) {
+	dir := t.TempDir()
+	in := writeChat(t, dir, 400)
+	opt := PlantOptions{Input: in, Output: filepath.Join(dir, "out.jsonl"), KeyPath: filepath.Join(dir, "key.json"),
+		Params: testParams(), Seed: [32]byte{9}}
+	key, _, err := Plant(context.Background(), deadEnd{fake.New("base")}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range key.Groups {
+		lq := 0.0
+		for _, k := range g.K {
+			lq -= math.Log(float64(k))
+		}
+		if len(g.Tokens) == 0 || len(g.Tokens) >= 12 || len(g.K) != len(g.Tokens) || len(g.Signature) < 10 || math.Abs(lq-g.LogQ) > 1e-12 {
+			t.Errorf("group %d: %d tokens %q, k %v, log Q %v (want %v): the signature should end at the dead end", g.ID, len(g.Tokens), g.Signature, g.K, g.LogQ, lq)
+		}
+	}
+}
