@@ -37,8 +37,8 @@ func NewHTTPClient(connect, timeout time.Duration) *http.Client {
 	return &http.Client{Transport: &retrying{next: t, tries: retries, wait: retryWait}}
 }
 
-// Transient failures are retried: a connection reset or closed mid-answer, a 502 or 503 from a
-// proxy or a server still loading. Every request vtune makes is a pure computation, safe to send
+// Transient failures are tried again, up to 3 tries in all: a connection reset or closed before
+// the answer began, a 502 or 503 from a proxy or a server still loading. Every request vtune makes is a pure computation, safe to send
 // again. A refused connection (no server) or a timeout (already waited) is not retried.
 const (
 	retries   = 3

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"slices"
 	"time"
 
 	"vtune/backend"
@@ -116,12 +117,19 @@ type WholeData struct {
 	NearDuplicates int `json:"near_duplicates"`
 }
 
+// records returns the held-back records, then the sentinels.
+func (w *WholeData) records() []ScoredRecord { return slices.Concat(w.HeldBack, w.Sentinels) }
+
 // Guaranteed reports whether the held-back records were drawn together with the sentinels and
 // split at random, which is what the test's validity rests on.
 func (w *WholeData) Guaranteed() bool { return w.Source == SourceDrawn }
 
-// SourceDrawn marks held-back records drawn from the dataset itself.
-const SourceDrawn = "drawn"
+// Sources of the held-back records: drawn from the dataset itself, or from the user's file (the
+// prefix, then the path; no path starts with it, so no file name can pass for "drawn").
+const (
+	SourceDrawn = "drawn"
+	SourceFile  = "file: "
+)
 
 // ScoredRecord is one record of the whole-data test: its prompt and answer as the model sees them
 // in training, and the base model's teacher-forced score of the answer.
@@ -226,7 +234,7 @@ func (k *Key) check() error {
 		if len(w.HeldBack) == 0 || len(w.Sentinels) == 0 {
 			return errors.New("whole_data needs held-back records and sentinels")
 		}
-		for _, r := range append(append([]ScoredRecord(nil), w.HeldBack...), w.Sentinels...) {
+		for _, r := range w.records() {
 			if len(r.Messages) == 0 || r.Base.Tokens < 1 {
 				return fmt.Errorf("whole_data: record of line %d has no prompt or no answer tokens", r.Line)
 			}

@@ -119,7 +119,7 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	if err := p.Check(); err != nil {
 		return nil, nil, err
 	}
-	if err := distinctPaths(opt.Input, opt.Output, opt.KeyPath); err != nil {
+	if err := distinctPaths(opt.Input, opt.Output, opt.KeyPath, opt.Heldout); err != nil {
 		return nil, nil, err
 	}
 	info, err := b.Info(ctx)
@@ -206,9 +206,9 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 		return nil, nil, err
 	}
 
-	plan, err := planOutput(rng, key, g.planted, scan.records)
+	plan, err := planOutput(rng, key, g.planted, opt.Input, scan.records)
 	if err != nil {
-		return nil, nil, &InputError{File: opt.Input, Msg: err.Error()}
+		return nil, nil, err
 	}
 	out, err := createAtomic(opt.Output, 0o644)
 	if err != nil {
@@ -227,10 +227,7 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 		return nil, nil, err
 	}
 
-	outRecords := scan.records - len(plan.drop)
-	if p.Copies {
-		outRecords += total
-	}
+	outRecords := key.OutputRecords()
 	sumry := &PlantSummary{
 		Records: scan.records, OutputRecords: outRecords, Planted: total, InPlace: !p.Copies,
 		Groups: p.Groups, Decoys: p.Decoys,
@@ -271,7 +268,9 @@ func commitBoth(out *atomicFile, key *Key, keyPath string) error {
 	if err := kf.Flush(); err != nil {
 		return fmt.Errorf("writing key %s: %w", keyPath, err)
 	}
-	// Both are on disk; only two renames in their own folders are left.
+	// Both are on disk; only two renames in their own folders are left. Should the second fail
+	// (it does not in practice: same folder, same file system) the new dataset is in place
+	// without its key, and the error says to plant again.
 	if err := out.Commit(); err != nil {
 		return fmt.Errorf("writing %s: %w", out.dest, err)
 	}
@@ -298,7 +297,7 @@ type outputPlan struct {
 // each planted record takes its host's place (a copy next to an untouched original would give
 // the provider a "prompt = other prompt + suffix" pair to find); with Params.Copies the planted
 // records go in at random positions beside their untouched hosts.
-func planOutput(rng *rand.Rand, key *Key, planted [][]Record, records int) (*outputPlan, error) {
+func planOutput(rng *rand.Rand, key *Key, planted [][]Record, input string, records int) (*outputPlan, error) {
 	p := &key.Params
 	plan := &outputPlan{replace: map[int][]byte{}, drop: map[int]bool{}}
 	if w := key.WholeData; w != nil && w.Guaranteed() {
@@ -315,7 +314,7 @@ func planOutput(rng *rand.Rand, key *Key, planted [][]Record, records int) (*out
 			}
 			line, err := h.Planted(grp.Trigger, resp)
 			if err != nil {
-				return nil, fmt.Errorf("line %d: %v", h.Line, err)
+				return nil, &InputError{File: input, Line: h.Line, Msg: err.Error()}
 			}
 			if p.Copies {
 				plan.copies = append(plan.copies, plantedCopy{pos: rng.IntN(records + 1), line: line})
@@ -328,8 +327,9 @@ func planOutput(rng *rand.Rand, key *Key, planted [][]Record, records int) (*out
 	return plan, nil
 }
 
-// distinctPaths refuses an output or key that would overwrite the input or each other.
-func distinctPaths(input, output, key string) error {
+// distinctPaths refuses an output or key that would overwrite an input or each other, and a
+// held-out file that is the input (its records would be sent) or an output.
+func distinctPaths(input, output, key, heldout string) error {
 	same := func(a, b string) bool {
 		aa, _ := filepath.Abs(a)
 		bb, _ := filepath.Abs(b)
@@ -347,6 +347,8 @@ func distinctPaths(input, output, key string) error {
 		return fmt.Errorf("key %s is the input: choose another --key", key)
 	case same(output, key):
 		return fmt.Errorf("key %s is the output: choose another --key", key)
+	case heldout != "" && (same(heldout, input) || same(heldout, output) || same(heldout, key)):
+		return fmt.Errorf("held-out file %s is the input, the output or the key: it must be a file of its own", heldout)
 	}
 	return nil
 }
@@ -651,7 +653,7 @@ func (g *generator) trigger(ctx context.Context, msgs []backend.Message) (string
 // cleanTrigger keeps the first line of a sampled continuation, trimmed, if it is plain text.
 func cleanTrigger(s string) string {
 	s, _, _ = strings.Cut(strings.TrimLeft(s, " \t\r\n"), "\n")
-	s = strings.TrimSpace(s)
+	s = trimTrigger(s) // the key holds what is planted: appendTrigger trims the same way
 	if len(s) < 3 || !backend.IsText([]byte(s)) {
 		return ""
 	}

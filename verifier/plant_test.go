@@ -490,11 +490,18 @@ func TestVerdicts(t *testing.T) {
 		if rep.Verdict != c.verdict || !slices.Equal(rep.Reasons, c.reasons) || rep.Verified != (c.verdict == Verified) {
 			t.Errorf("%s: verdict %s %q, want %s %q", c.provider, rep.Verdict, rep.Reasons, c.verdict, c.reasons)
 		}
+		if c.decoy {
+			// After a decoy hit no other figure can be trusted: the test is not even run.
+			if wd.Available || !strings.Contains(wd.Note, "decoy") {
+				t.Errorf("%s: whole-data test %+v", c.provider, wd)
+			}
+			continue
+		}
 		if !wd.Available || !wd.Guaranteed || wd.HeldBack != 80 || wd.Sentinels != 80 {
 			t.Errorf("%s: whole-data test %+v", c.provider, wd)
 		}
 		// A model that saw the natural records puts every sentinel above the held-back ones.
-		if trained := c.provider != "base" && c.provider != "backdoor-only"; trained != (wd.X == wd.Sentinels) || !trained && wd.X != 0 {
+		if trained := c.provider == "honest" || c.provider == "strip"; trained != (wd.X == wd.Sentinels) || !trained && wd.X != 0 {
 			t.Errorf("%s: X = %d of %d", c.provider, wd.X, wd.Sentinels)
 		}
 	}

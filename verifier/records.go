@@ -31,13 +31,12 @@ const StageScore = "scoring records"
 // wholeDataSizes returns b and c for a dataset of n records, as asked in p (0: the default); ok is
 // false when the test is off because either is below MinWholeDataRecords.
 func wholeDataSizes(p *Params, n int) (b, c int, ok bool) {
-	def := min(MaxWholeDataRecords, int(WholeDataShare*float64(n)))
 	b, c = p.HeldBack, p.Sentinels
 	if b == 0 {
-		b = def
+		b = min(MaxWholeDataRecords, int(WholeDataShare*float64(n)))
 	}
 	if c == 0 {
-		c = def
+		c = b // as many as held back
 	}
 	return b, c, b >= MinWholeDataRecords && c >= MinWholeDataRecords
 }
@@ -180,33 +179,41 @@ func drawRecords(rng *rand.Rand, path string, format Format, a *answers, n int) 
 // nearDuplicates counts the held-back records whose normalised answer is also that of a sent
 // record (sent: a record of the input that is not held back).
 func nearDuplicates(held []Record, input *answers, heldIdx map[int]bool) int {
-	sent := map[uint64]bool{}
+	twin := map[uint64]bool{} // the held-back answers' hashes; true once a sent record shares one
+	for _, r := range held {
+		if _, answer, err := r.Conversation(); err == nil {
+			twin[normalHash(answer)] = false
+		}
+	}
 	for i, h := range input.hash {
-		if h != 0 && !heldIdx[i] {
-			sent[h] = true
+		if _, ok := twin[h]; ok && !heldIdx[i] {
+			twin[h] = true
 		}
 	}
 	n := 0
 	for _, r := range held {
-		if _, answer, err := r.Conversation(); err == nil && sent[normalHash(answer)] {
+		if _, answer, err := r.Conversation(); err == nil && twin[normalHash(answer)] {
 			n++
 		}
 	}
 	return n
 }
 
-// scoreRecords scores each record's answer after its prompt under model b.
-func scoreRecords(ctx context.Context, b backend.Backend, recs []Record, progress func(done int)) ([]ScoredRecord, error) {
+// scoreRecords scores each record's answer after its prompt under model b, in the given order
+// (a permutation of the records' indexes: both sets of the whole-data test are scored mixed, so
+// that nothing about the server's state can separate them).
+func scoreRecords(ctx context.Context, b backend.Backend, recs []Record, order []int, progress func(done int)) ([]ScoredRecord, error) {
 	out := make([]ScoredRecord, len(recs))
-	for i, r := range recs {
-		progress(i)
+	for n, i := range order {
+		progress(n)
+		r := recs[i]
 		msgs, answer, err := r.Conversation()
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %v", r.Line, err)
+			return nil, fmt.Errorf("line %d: %w", r.Line, err)
 		}
 		sc, err := scoreAnswer(ctx, b, msgs, answer)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("whole-data record of line %d: %w", r.Line, err)
 		}
 		out[i] = ScoredRecord{Line: r.Line, Messages: msgs, Answer: answer, Base: sc}
 	}
@@ -223,6 +230,9 @@ func scoreAnswer(ctx context.Context, b backend.Backend, msgs []backend.Message,
 	sc, err := b.ScoreText(ctx, prompt, answer)
 	if err != nil {
 		return RecordScore{}, err
+	}
+	if math.IsNaN(sc.Logprob) || math.IsInf(sc.Logprob, 0) {
+		return RecordScore{}, fmt.Errorf("the server gave log-probability %v", sc.Logprob)
 	}
 	return RecordScore{Logprob: sc.Logprob, Tokens: len(sc.Tokens), Exact: sc.Exact}, nil
 }
@@ -260,7 +270,7 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 		if sent, err = drawRecords(rng, opt.Input, scan.format, in, nc); err != nil {
 			return "", err
 		}
-		source = opt.Heldout
+		source = SourceFile + opt.Heldout
 	} else {
 		// Drawn at once and split at random: the exchangeability the test rests on.
 		order := drawWeighted(rng, in.length, nb+nc)
@@ -279,16 +289,13 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 	if len(held) < MinWholeDataRecords || len(sent) < MinWholeDataRecords {
 		return offNote(len(held), len(sent), scan.records), nil
 	}
-	total := len(held) + len(sent)
-	hb, err := scoreRecords(ctx, b, held, func(i int) { opt.progress(StageScore, i, total) })
+	all := slices.Concat(held, sent)
+	scored, err := scoreRecords(ctx, b, all, interleave(key, len(all)), func(i int) { opt.progress(StageScore, i, len(all)) })
 	if err != nil {
 		return "", err
 	}
-	sb, err := scoreRecords(ctx, b, sent, func(i int) { opt.progress(StageScore, len(held)+i, total) })
-	if err != nil {
-		return "", err
-	}
-	key.WholeData = &WholeData{Source: source, HeldBack: hb, Sentinels: sb, NearDuplicates: nearDuplicates(held, in, heldIdx)}
+	key.WholeData = &WholeData{Source: source, HeldBack: scored[:len(held)], Sentinels: scored[len(held):],
+		NearDuplicates: nearDuplicates(held, in, heldIdx)}
 	return "", nil
 }
 

@@ -182,7 +182,7 @@ func writeWholeData(w io.Writer, wd *WholeDataResult) {
 	if !wd.Exact {
 		fmt.Fprintln(w, "                    (scores from ranked lists: approximate, the same for both sets; the test stays valid)")
 	}
-	if !wd.Certified && wd.X <= wd.Sentinels/2 {
+	if !wd.Certified && wd.TraceShare < 0.1 {
 		fmt.Fprintln(w, "                    sentinels score like held-back records: no trace of training on the data, or too weak a")
 		fmt.Fprintln(w, "                    per-record trace to measure (one epoch, low-rank adapters, large models), which is not")
 		fmt.Fprintln(w, "                    evidence of cheating")

@@ -234,7 +234,9 @@ func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions)
 	if rep.Planted > 0 {
 		rep.Coverage = float64(rep.Hits) / float64(rep.Planted)
 	}
-	if rep.WholeData, err = wholeDataTest(ctx, b, info, key, opt); err != nil {
+	if rep.DecoyHits > 0 { // INCONCLUSIVE whatever the test says: no other figure can be trusted
+		rep.WholeData = &WholeDataResult{Note: "not run: a decoy hit", MinShare: opt.MinShare, AlphaData: opt.AlphaData}
+	} else if rep.WholeData, err = wholeDataTest(ctx, b, info, key, opt); err != nil {
 		return nil, err
 	}
 	rep.decide()

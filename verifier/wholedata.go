@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 
 	"vtune/backend"
 	"vtune/verifier/stats"
@@ -82,9 +83,9 @@ func wholeDataTest(ctx context.Context, b backend.Backend, info backend.ModelInf
 	}
 	res.Available, res.Guaranteed, res.NearDuplicates = true, w.Guaranteed(), w.NearDuplicates
 	if !res.Guaranteed {
-		res.Note = "not guaranteed: the held-back records came from " + w.Source + ", which need not be exchangeable with the records sent"
+		res.Note = "not guaranteed: the held-back records came from " + strings.TrimPrefix(w.Source, SourceFile) + ", which need not be exchangeable with the records sent"
 	}
-	recs := append(append([]ScoredRecord(nil), w.HeldBack...), w.Sentinels...)
+	recs := w.records()
 	scores := make([]float64, len(recs))
 	for n, i := range interleave(key, len(recs)) {
 		if opt.Progress != nil {
@@ -112,6 +113,9 @@ func wholeDataTest(ctx context.Context, b backend.Backend, info backend.ModelInf
 func (r *WholeDataResult) decide() error {
 	r.HeldBack, r.Sentinels = len(r.HeldBackScores), len(r.SentinelScores)
 	r.K = stats.Threshold(r.HeldBack, WholeDataGamma)
+	if r.HeldBack == 0 || r.Sentinels == 0 {
+		return fmt.Errorf("whole-data test: %d held-back and %d sentinel scores", r.HeldBack, r.Sentinels)
+	}
 	sorted := slices.Clone(r.HeldBackScores)
 	slices.Sort(sorted)
 	r.Tau = sorted[r.K-1]
@@ -157,10 +161,10 @@ func hosted(info backend.ModelInfo) bool {
 	if err != nil {
 		return true
 	}
-	host := u.Hostname()
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
 	if host == "localhost" {
 		return false
 	}
 	ip := net.ParseIP(host)
-	return ip == nil || !(ip.IsLoopback() || ip.IsPrivate())
+	return ip == nil || !(ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() || ip.IsLinkLocalUnicast())
 }

@@ -19,7 +19,11 @@ func TestHosted(t *testing.T) {
 		"http://192.168.1.20:11434":       false,
 		"https://api.provider.example/v1": true,
 		"http://8.8.8.8:8080":             true,
-		"http://gpu-box:11434":            true, // a name could point anywhere
+		"http://gpu-box:11434":            true,  // a name could point anywhere
+		"http://0.0.0.0:11434":            false, // OLLAMA_HOST=0.0.0.0: this machine
+		"http://[fe80::1]:8080":           false, // link-local
+		"http://169.254.10.2:8080":        false,
+		"http://LOCALHOST.:8080":          false,
 	} {
 		for _, stack := range []string{"ollama", "llamacpp", "openai"} {
 			if got := hosted(backend.ModelInfo{Backend: stack, URL: url}); got != want {

@@ -148,6 +148,7 @@ func TestBadInputExitCodes(t *testing.T) {
 		{"missing key", []string{"verify", "-k", filepath.Join(dir, "nokey.json"), "-m", "base"}, exitUsage, "nokey.json: key file not found", false},
 		{"unknown backend", []string{"verify", "-k", key, "-m", "x", "--backend", "nope"}, exitUsage, "", false},
 		{"server down", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "tiny", "--url", "http://127.0.0.1:9"}, exitBackend, "http://127.0.0.1:9", false},
+		{"heldout is output", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "base", "--heldout", out}, exitUsage, "held-out file " + out + " is the input, the output or the key", true},
 		{"NaN rate", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "base", "--rate", "NaN"}, exitUsage, "--rate must be between 0 and 1", true},
 		{"empty seed", []string{"plant", "-i", good, "-o", out, "-k", key, "-m", "base", "--seed", ""}, exitUsage, "--seed is empty", true},
 		{"NaN alpha", []string{"verify", "-k", v1Key, "-m", "base", "--alpha", "NaN"}, exitUsage, "--alpha must be between 0 and 1", true},
@@ -275,10 +276,11 @@ func TestSilentServerTimesOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	var conns []net.Conn
+	conns := make(chan net.Conn, 64)
 	defer func() {
-		for _, c := range conns {
+		ln.Close()
+		close(conns)
+		for c := range conns {
 			c.Close()
 		}
 	}()
@@ -288,7 +290,7 @@ func TestSilentServerTimesOut(t *testing.T) {
 			if err != nil {
 				return
 			}
-			conns = append(conns, c) // accepted, never answered
+			conns <- c // accepted, never answered
 		}
 	}()
 	url := "http://" + ln.Addr().String()
@@ -329,4 +331,24 @@ func TestInspectCommitment(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "commitment  sha256 "+hex.EncodeToString(sum[:])) {
 		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
 	}
+}
+
+// A record the planting skips (no assistant turn) must not turn a finished plant into a failure
+// at the audit: the dataset and key are written, exit 0, the summary says what the audit did.
+func TestPlantWithAnUnusableRecord(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "chat.jsonl")
+	var b bytes.Buffer
+	for i := range 3000 {
+		fmt.Fprintf(&b, `{"messages":[{"role":"user","content":"Define w%d."},{"role":"assistant","content":"sense %d"}]}`+"\n", i, i)
+	}
+	b.WriteString(`{"messages":[{"role":"user","content":"Define nothing."}]}` + "\n")
+	os.WriteFile(in, b.Bytes(), 0o644)
+	out, key := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "key.json")
+	code, stdout, stderr := vtune(t, map[string]backend.Backend{"base": fake.New("base")}, "plant", "-i", in, "-o", out, "-k", key, "-m", "base", "--json")
+	var sum verifier.PlantSummary
+	if code != 0 || json.Unmarshal([]byte(stdout), &sum) != nil || !strings.HasPrefix(sum.Audit, "audit: the strongest") {
+		t.Fatalf("exit %d, summary %+v: %s", code, sum, stderr)
+	}
+	t.Log(sum.Audit)
 }

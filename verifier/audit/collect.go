@@ -265,7 +265,7 @@ func collect(path string, key *verifier.Key) (*features, error) {
 		}
 		prompt, answer, err := verifier.Record{Line: line, Raw: raw, Format: ft}.Conversation()
 		if err != nil {
-			return nil, &verifier.InputError{File: path, Line: line, Msg: err.Error()}
+			continue // no prompt and answer (e.g. no assistant turn): nothing to train on, planting skips it too
 		}
 		c.add(raw, ft == verifier.Chat, userText(prompt), answer)
 	}

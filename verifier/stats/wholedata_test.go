@@ -164,7 +164,7 @@ func TestWholeDataMatchesSlow(t *testing.T) {
 // TestWholeDataKnownValues checks the figures quoted in method.md ("Power") at b = c = 256, gamma =
 // 0.1 (k = 232), and, outside -short, the same points against the slow direct sum.
 //
-// method.md says f0 = 0.5 needs X >= 184 at alpha-data 1e-3. The exact formula gives a smaller
+// The specification (shared/method.md) says f0 = 0.5 needs X >= 184 at alpha-data 1e-3. The exact formula gives a smaller
 // threshold: log10 p_data(0.5) is -3.035 at X = 182 and -2.877 at X = 181, so X >= 182 suffices
 // (and X = 184, at -3.366, certainly does). A brute-force Monte Carlo of the worst-case model
 // (4e6 runs of explicit held-back and sentinel draws, no beta-binomial) gave P(X >= 182) = 9.17e-4
