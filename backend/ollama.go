@@ -230,44 +230,53 @@ func (o *Ollama) Next(ctx context.Context, prompt string, n int) ([]Token, error
 
 // Score implements Backend. Ollama cannot force a token, so each target token is looked up in the
 // ranked list after the prompt and the target's earlier tokens: exact when it is among the top 20,
-// else bounded by the 20th value (every token outside the list is no likelier than it).
+// else bounded by the 20th value (every token outside the list is no likelier than it). The lists
+// are read off greedy decoding while it follows the target (see walk).
 func (o *Ollama) Score(ctx context.Context, prompt string, target []Token) (Score, error) {
-	var s Score
-	var prefix strings.Builder
-	for _, t := range target {
-		list, err := o.Next(ctx, prompt+prefix.String(), OllamaMaxTop)
-		if err != nil {
-			return Score{}, err
-		}
-		s.Add(lookup(list, t))
-		prefix.Write(t.Raw())
-	}
-	return s, nil
+	i := 0
+	return o.walk(ctx, prompt, func() bool { return i == len(target) }, func(list []Token) (string, TokenScore) {
+		t := target[i]
+		i++
+		return string(t.Raw()), lookup(list, t)
+	})
 }
 
 // ScoreText implements Backend from ranked lists (Ollama has no tokenize endpoint), step by step as
-// textStep says: approximate. Greedy decoding reports the list at every step it takes, so one
-// request serves every step for as long as the greedy path follows the text; a new request starts
-// where it leaves it. A model that learned the text follows it to the end in one or two requests;
-// one that did not costs about one request per token, as a list per step would.
+// textStep says: approximate, read off greedy decoding as walk says.
 func (o *Ollama) ScoreText(ctx context.Context, prompt, text string) (Score, error) {
+	done := 0
+	return o.walk(ctx, prompt, func() bool { return done == len(text) }, func(list []Token) (string, TokenScore) {
+		w, ts := textStep(list, text[done:])
+		done += w
+		return text[done-w : done], ts
+	})
+}
+
+// walk scores a sequence after prompt, one piece a step until finished says so: step is given the
+// ranked list at the current position and returns the next piece and its score.
+// Greedy decoding reports the list at every step it takes, so one request serves every step for as
+// long as the greedy path follows the sequence; a new request starts where it leaves it. A model
+// that learned the sequence follows it to the end in one or two requests; one that did not costs
+// about a request a token, as asking for the list at every step would.
+func (o *Ollama) walk(ctx context.Context, prompt string, finished func() bool, step func(list []Token) (string, TokenScore)) (Score, error) {
 	s := Score{Exact: true}
+	var prefix strings.Builder
 	ahead := followMin
-	for done := 0; done < len(text); {
-		r, err := o.generate(ctx, prompt+text[:done], greedyOptions(ahead), OllamaMaxTop)
+	for !finished() {
+		r, err := o.generate(ctx, prompt+prefix.String(), greedyOptions(ahead), OllamaMaxTop)
 		if err != nil {
 			return Score{}, err
 		}
 		if len(r.Logprobs) == 0 {
 			// The greedy token was a stop token, which comes back without its list: ask for
 			// the list alone.
-			list, err := o.Next(ctx, prompt+text[:done], OllamaMaxTop)
+			list, err := o.Next(ctx, prompt+prefix.String(), OllamaMaxTop)
 			if err != nil {
 				return Score{}, err
 			}
-			w, ts := textStep(list, text[done:])
+			piece, ts := step(list)
 			s.Add(ts)
-			done += w
+			prefix.WriteString(piece)
 			ahead = followMin
 			continue
 		}
@@ -277,15 +286,15 @@ func (o *Ollama) ScoreText(ctx context.Context, prompt, text string) (Score, err
 			for i, t := range lp.TopLogprobs {
 				list[i] = token(t)
 			}
-			w, ts := textStep(list, text[done:])
+			piece, ts := step(list)
 			s.Add(ts)
-			done += w
-			if done >= len(text) || !bytes.Equal(token(lp.TokenLogprob).Raw(), []byte(ts.Text)) {
-				break // the text is scored, or the greedy path left it
+			prefix.WriteString(piece)
+			if finished() || string(token(lp.TokenLogprob).Raw()) != piece {
+				break // the sequence is scored, or the greedy path left it
 			}
 			followed++
 		}
-		// Look further ahead while the path follows the text, less far once it strays.
+		// Look further ahead while the path follows, less far once it strays.
 		if followed == len(r.Logprobs) && followed == ahead {
 			ahead = min(2*ahead, followMax)
 		} else {

@@ -55,6 +55,31 @@ func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
 		}
 		t.Logf("%q: %d tokens, log P %.4f, exact %v", text, len(fast.Tokens), fast.Logprob, fast.Exact)
 	}
+	// Score walks the same way: the greedy reply's own tokens, and the same tokens shifted by
+	// one (a target the greedy path leaves at once).
+	var target []Token
+	for _, st := range g.Steps {
+		target = append(target, st.Token)
+	}
+	for _, tg := range [][]Token{target, append(target[1:len(target):len(target)], target[0])} {
+		fast, err := o.Score(ctx, p, tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow := Score{}
+		prefix := ""
+		for _, tok := range tg {
+			list, err := o.Next(ctx, p+prefix, OllamaMaxTop)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slow.Add(lookup(list, tok))
+			prefix += string(tok.Raw())
+		}
+		if len(fast.Tokens) != len(tg) || fast.Exact != slow.Exact || math.Abs(fast.Logprob-slow.Logprob) > 1e-6 {
+			t.Fatalf("Score: greedy-following %v (%d tokens, exact %v), step by step %v (exact %v)", fast.Logprob, len(fast.Tokens), fast.Exact, slow.Logprob, slow.Exact)
+		}
+	}
 }
 
 // OLLAMA_HOST is read as the ollama command reads it (issue: "127.0.0.1" dialled port 80), and a
