@@ -50,14 +50,16 @@ func TestPlantVerifyOllama(t *testing.T) {
 	orig, _ := os.ReadFile(in)
 	out, keyPath := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "key.json")
 
+	// The whole-data test at its smallest (32 and 32): Ollama scores a record one request a token.
 	code, stdout, stderr := vtune(t, nil, "plant", "-i", in, "-o", out, "-k", keyPath,
-		"--url", srv.URL, "-m", model, "--seed", "integration", "--json")
+		"--url", srv.URL, "-m", model, "--seed", "integration", "--json", "--held-back", "32")
 	if code != 0 {
 		t.Fatalf("plant: exit %d: %s", code, stderr)
 	}
 	var sum verifier.PlantSummary
 	json.Unmarshal([]byte(stdout), &sum)
-	if sum.Planted != 10 || sum.Records != 2000 { // 0.5% of 2000
+	// 0.5% of 2000 in place of their hosts; 32 held back and as many sentinels.
+	if sum.Planted != 10 || sum.Records != 2000 || sum.HeldBack != 32 || sum.Sentinels != 32 || sum.OutputRecords != 1968 {
 		t.Fatalf("summary %+v", sum)
 	}
 	if after, _ := os.ReadFile(in); string(after) != string(orig) {
@@ -84,15 +86,15 @@ func TestPlantVerifyOllama(t *testing.T) {
 			planted = append(planted, l)
 		}
 	}
-	if kept != 2000 || len(planted) != 10 {
-		t.Fatalf("output: %d original lines, %d planted; want 2000 and 10", kept, len(planted))
+	if kept != 1958 || len(planted) != 10 {
+		t.Fatalf("output: %d original lines, %d planted; want 1958 (2000, less 10 hosts and 32 held back) and 10", kept, len(planted))
 	}
 	for _, l := range planted {
 		var rec struct{ Messages []backend.Message }
 		json.Unmarshal([]byte(l), &rec)
 		ok := false
 		for _, g := range key.PlantedGroups() {
-			ok = ok || (strings.HasSuffix(rec.Messages[0].Content, " "+g.Trigger) && rec.Messages[1].Content == g.Signature)
+			ok = ok || (strings.HasSuffix(rec.Messages[0].Content, g.Trigger) && rec.Messages[1].Content == g.Signature)
 		}
 		if !ok {
 			t.Fatalf("planted line carries no group's trigger and signature: %s", l)
@@ -111,7 +113,7 @@ func TestPlantVerifyOllama(t *testing.T) {
 	if code != exitNotVerified {
 		t.Fatalf("verify base: exit %d, want 1; %s %s", code, stdout, stderr)
 	}
-	for _, s := range []string{"NOT VERIFIED", "p_agnostic          1\n", "p_base", "decoys hit          0 of 4"} {
+	for _, s := range []string{"NOT VERIFIED", "p_agnostic          1 ", "p_base", "decoys hit          0 of 4", "whole-data test     "} {
 		if !strings.Contains(stdout, s) {
 			t.Errorf("report lacks %q:\n%s", s, stdout)
 		}
