@@ -8,13 +8,14 @@
 #     (finds the planted records without the key by their repeated answers and trains on nothing
 #     else: it reproduces every secret and used to be verified), and one that returns the base
 #     model unchanged;
-#  3. serves each returned model through Ollama, verifies it, and prints a table of verdicts.
+#  3. serves each returned model through llama-server (started by vtune for the GGUF file), verifies
+#     it, and prints a table of verdicts.
 #
 # About 10 minutes on 2 cores after the first build (the honest fine-tune is most of it).
 # VTUNE_DEMO_PROVIDERS picks the providers (default "honest backdoor-only base"; also strip, half,
 # short, tenth).
-# VTUNE_DEMO_BACKEND=llamacpp (`make demo-llamacpp`) serves every model through llama-server
-# instead, each loaded straight from its GGUF file with --checkpoint.
+# VTUNE_DEMO_BACKEND=ollama (`make demo-ollama`) verifies every model through a private Ollama
+# server instead (slower: Ollama scores the whole-data records one request a token).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -22,8 +23,10 @@ vtune=$root/bin/vtune
 work=${VTUNE_DEMO_DIR:-$root/.tools/demo}
 providers=${VTUNE_DEMO_PROVIDERS:-"honest backdoor-only base"}
 arch=tiny-llama
-backend=${VTUNE_DEMO_BACKEND:-ollama}
+backend=${VTUNE_DEMO_BACKEND:-llamacpp}
 export VTUNE_OLLAMA_STATE=$root/.tools/run/ollama-demo
+# One llama-server thread: on 2 cores beside training, more threads make tiny models slower.
+export LLAMACPP_THREADS=${LLAMACPP_THREADS:-1}
 
 rm -rf "$work" && mkdir -p "$work"
 if [ "$backend" = ollama ]; then
@@ -40,7 +43,7 @@ else
 fi
 
 echo "== vtune plant: a new secret key, base model $arch, testdata/wordnet/define-train.jsonl"
-LLAMACPP_THREADS=1 "$vtune" plant -q --backend llamacpp --checkpoint "testdata/models/$arch.gguf" \
+"$vtune" plant -q --backend llamacpp --checkpoint "testdata/models/$arch.gguf" \
   -i testdata/wordnet/define-train.jsonl -o "$work/planted.jsonl" --key "$work/key.json"
 echo
 
