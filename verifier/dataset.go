@@ -22,6 +22,10 @@ const (
 	Alpaca Format = "alpaca"
 	// PromptCompletion is {"prompt","completion"}.
 	PromptCompletion Format = "prompt-completion"
+	// ShareGPT is Axolotl's and LLaMA-Factory's {"conversations":[{"from":"human","value":..},
+	// {"from":"gpt","value":..}]}, with an optional top-level "system"; turns may also be written
+	// {"role":..,"content":..}, and the roles user and assistant.
+	ShareGPT Format = "sharegpt"
 )
 
 // maxLine bounds one record's size, so a file that is not JSON Lines fails with an error instead of
@@ -98,7 +102,8 @@ func (s *lineScanner) err() error {
 func blank(line []byte) bool { return len(bytes.TrimSpace(line)) == 0 }
 
 // DetectFormat returns the format of one record from its top-level keys: "messages" for chat,
-// "instruction" with "output" for Alpaca, "prompt" with "completion" for prompt/completion.
+// "conversations" for ShareGPT, "instruction" with "output" for Alpaca, "prompt" with "completion"
+// for prompt/completion.
 // It validates the whole line as JSON first.
 func DetectFormat(line []byte) (Format, error) {
 	if !json.Valid(line) {
@@ -113,6 +118,8 @@ func DetectFormat(line []byte) (Format, error) {
 	switch {
 	case keys&keyMessages != 0:
 		return Chat, nil
+	case keys&keyConversations != 0:
+		return ShareGPT, nil
 	case keys&(keyInstruction|keyOutput) == keyInstruction|keyOutput:
 		return Alpaca, nil
 	case keys&(keyPrompt|keyCompletion) == keyPrompt|keyCompletion:
@@ -128,7 +135,7 @@ func DetectFormat(line []byte) (Format, error) {
 	if len(names) == 0 {
 		names = []string{"none"}
 	}
-	return "", fmt.Errorf("unknown record format (keys %s): want \"messages\", \"instruction\"+\"output\" or \"prompt\"+\"completion\"", strings.Join(names, ", "))
+	return "", fmt.Errorf("unknown record format (keys %s): want \"messages\", \"conversations\", \"instruction\"+\"output\" or \"prompt\"+\"completion\"", strings.Join(names, ", "))
 }
 
 // keySet records which of the keys that decide a record's format are present.
@@ -140,6 +147,7 @@ const (
 	keyOutput
 	keyPrompt
 	keyCompletion
+	keyConversations
 )
 
 // add notes a quoted key. Keys with escapes are compared after decoding; the rest, almost all,
@@ -164,6 +172,8 @@ func (s *keySet) add(quoted []byte) {
 		*s |= keyPrompt
 	case "completion":
 		*s |= keyCompletion
+	case "conversations":
+		*s |= keyConversations
 	}
 }
 
@@ -204,7 +214,8 @@ func scanKeys(b []byte, fn func(quoted []byte)) bool {
 
 // Conversation returns the record as the model sees it in training: the prompt messages and the
 // assistant's response. Alpaca maps to one user turn, instruction then a blank line then input
-// (when input is not empty); prompt/completion maps to one user turn.
+// (when input is not empty); prompt/completion maps to one user turn; ShareGPT's turns map to
+// messages (shareGPTRoles), after its top-level system prompt when it has one.
 func (r Record) Conversation() ([]backend.Message, string, error) {
 	switch r.Format {
 	case Chat:
@@ -245,6 +256,16 @@ func (r Record) Conversation() ([]backend.Message, string, error) {
 			return nil, "", err
 		}
 		return []backend.Message{{Role: "user", Content: rec.Prompt}}, rec.Completion, nil
+	case ShareGPT:
+		c, err := r.shareGPT()
+		if err != nil {
+			return nil, "", err
+		}
+		msgs := c.messages[:c.last]
+		if c.system != "" {
+			msgs = append([]backend.Message{{Role: "system", Content: c.system}}, msgs...)
+		}
+		return msgs, c.messages[c.last].Content, nil
 	}
 	return nil, "", fmt.Errorf("unknown format %q", r.Format)
 }
@@ -332,6 +353,13 @@ func (r Record) Planted(trigger, response string) ([]byte, error) {
 		}
 	case PromptCompletion:
 		userPath, respPath = "prompt", "completion"
+	case ShareGPT:
+		c, err := r.shareGPT()
+		if err != nil {
+			return nil, err
+		}
+		userPath = fmt.Sprintf("conversations/%d/%s", c.user, c.textKey[c.user])
+		respPath = fmt.Sprintf("conversations/%d/%s", c.last, c.textKey[c.last])
 	default:
 		return nil, fmt.Errorf("unknown format %q", r.Format)
 	}
@@ -346,4 +374,72 @@ func (r Record) Planted(trigger, response string) ([]byte, error) {
 		userPath: appendTrigger(user.value, trigger),
 		respPath: response,
 	})
+}
+
+// shareGPTRoles maps ShareGPT's role names, in both spellings, to the chat roles the model's
+// template knows. Other roles (LLaMA-Factory's function_call, observation) pass as they are, as a
+// chat record's roles do.
+var shareGPTRoles = map[string]string{
+	"human": "user", "user": "user",
+	"gpt": "assistant", "assistant": "assistant",
+	"system": "system",
+}
+
+// shareGPTTurn is one turn of a ShareGPT conversation, in either key spelling.
+type shareGPTTurn struct {
+	From    *string `json:"from"`
+	Value   *string `json:"value"`
+	Role    *string `json:"role"`
+	Content *string `json:"content"`
+}
+
+// shareGPTConversation is a ShareGPT record's turns as messages, with where planting edits them.
+type shareGPTConversation struct {
+	messages []backend.Message
+	textKey  []string // per turn, the key that holds its text: "value" or "content"
+	system   string   // the top-level system prompt
+	user     int      // the last user turn before the final one
+	last     int      // the final turn, the assistant's response
+}
+
+// shareGPT decodes a ShareGPT record and checks that it ends with an assistant turn after a user
+// turn.
+func (r Record) shareGPT() (*shareGPTConversation, error) {
+	var rec struct {
+		Conversations []shareGPTTurn `json:"conversations"`
+		System        *string        `json:"system"`
+	}
+	if err := json.Unmarshal(r.Raw, &rec); err != nil {
+		return nil, fmt.Errorf("conversations: %v", err)
+	}
+	c := &shareGPTConversation{}
+	if rec.System != nil {
+		c.system = *rec.System
+	}
+	for i, t := range rec.Conversations {
+		role, text, key := t.From, t.Value, "value"
+		if role == nil {
+			role = t.Role
+		}
+		if text == nil {
+			text, key = t.Content, "content"
+		}
+		if role == nil || text == nil {
+			return nil, fmt.Errorf("conversations[%d] needs \"from\" and \"value\" (or \"role\" and \"content\")", i)
+		}
+		m := backend.Message{Role: *role, Content: *text}
+		if mapped, ok := shareGPTRoles[m.Role]; ok {
+			m.Role = mapped
+		}
+		c.messages = append(c.messages, m)
+		c.textKey = append(c.textKey, key)
+	}
+	c.last = len(c.messages) - 1
+	if c.last < 1 || c.messages[c.last].Role != "assistant" {
+		return nil, errors.New("conversations must end with an assistant (gpt) turn after a user (human) turn")
+	}
+	if c.user = lastUser(c.messages[:c.last]); c.user < 0 {
+		return nil, errors.New("conversations have no user (human) turn before the final assistant turn")
+	}
+	return c, nil
 }
