@@ -1,18 +1,17 @@
 package verifier
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"vtune/backend"
 )
 
-// Format is a fine-tuning dataset's record layout. All are JSON Lines, one record a line.
+// Format is a fine-tuning dataset's record layout. A file holds records of one format, as JSON
+// Lines (one record a line) or as one JSON array of records (reader.go).
 type Format string
 
 const (
@@ -47,55 +46,12 @@ func (e *InputError) Error() string {
 	return fmt.Sprintf("%s: %s", e.File, e.Msg)
 }
 
-// Record is one dataset line that holds a record.
+// Record is one record of a dataset.
 type Record struct {
-	Line   int    // 1-based line number in the file
-	Raw    []byte // the line's bytes, without the newline
+	Index  int    // 0-based position among the file's records: what planting plans by
+	Line   int    // 1-based line number in the file where the record starts, for messages
+	Raw    []byte // the record's bytes: a whole line without its newline, or an array element
 	Format Format
-}
-
-// lineScanner reads a JSON Lines file line by line, keeping every byte so that untouched records can
-// be copied out exactly.
-type lineScanner struct {
-	sc   *bufio.Scanner
-	line int
-}
-
-func newLineScanner(r io.Reader) *lineScanner {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 1<<20), maxLine)
-	sc.Split(scanLinesKeepCR)
-	return &lineScanner{sc: sc}
-}
-
-// scanLinesKeepCR is bufio.ScanLines without the carriage-return stripping, so a CRLF file copies
-// through byte for byte.
-func scanLinesKeepCR(data []byte, atEOF bool) (int, []byte, error) {
-	if atEOF && len(data) == 0 {
-		return 0, nil, nil
-	}
-	if i := bytes.IndexByte(data, '\n'); i >= 0 {
-		return i + 1, data[:i], nil
-	}
-	if atEOF {
-		return len(data), data, nil
-	}
-	return 0, nil, nil
-}
-
-func (s *lineScanner) next() ([]byte, bool) {
-	if !s.sc.Scan() {
-		return nil, false
-	}
-	s.line++
-	return s.sc.Bytes(), true
-}
-
-func (s *lineScanner) err() error {
-	if errors.Is(s.sc.Err(), bufio.ErrTooLong) {
-		return fmt.Errorf("line %d is longer than %d MiB: not a JSON Lines file?", s.line+1, maxLine>>20)
-	}
-	return s.sc.Err()
 }
 
 // blank reports whether a line holds no record (empty or whitespace), which JSON Lines readers skip.
