@@ -256,3 +256,27 @@ func TestShareGPTKeyPrompts(t *testing.T) {
 		}
 	}
 }
+
+// A held-out split may come in the other layout: a JSON array of the same record format as a
+// JSON Lines input. Nothing is then left out of the output.
+func TestHeldoutArray(t *testing.T) {
+	dir, hdir := t.TempDir(), t.TempDir()
+	in := formatDataset(t, dir, "sharegpt-jsonl", 4000)
+	heldout := formatDataset(t, hdir, "sharegpt-array", 400)
+	key, sum, err := Plant(context.Background(), fake.New("base"), PlantOptions{
+		Input: in, Output: filepath.Join(dir, "out.jsonl"), KeyPath: filepath.Join(dir, "key.json"), Heldout: heldout,
+		Params: testParams(), Seed: [32]byte{5},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := key.WholeData
+	if w == nil || w.Source != heldout || len(w.HeldBack) != 80 || sum.OutputRecords != 4000 {
+		t.Fatalf("whole data %+v, summary %+v", w, sum)
+	}
+	for _, r := range w.HeldBack {
+		if r.Line != 1 || r.Messages[0] != (backend.Message{Role: "system", Content: "Be brief."}) {
+			t.Fatalf("held-back record %+v is not from the one-line array", r)
+		}
+	}
+}
