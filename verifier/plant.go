@@ -443,12 +443,14 @@ func writeLines(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 	copies := plan.copies
 	sc := newLineScanner(r)
 	owed := false // a newline is due before the next line
-	put := func(line []byte) {
+	// put writes a line; a write error (a full disk) sticks in bw, so the last write reports it.
+	put := func(line []byte) error {
 		if owed {
 			bw.WriteByte('\n')
 		}
-		bw.Write(line)
 		owed = true
+		_, err := bw.Write(line)
+		return err
 	}
 	idx := 0
 	for {
@@ -458,7 +460,9 @@ func writeLines(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 		}
 		if !blank(line) {
 			for ; len(copies) > 0 && copies[0].pos == idx; copies = copies[1:] {
-				put(copies[0].line)
+				if err := put(copies[0].line); err != nil {
+					return 0, err
+				}
 			}
 			cur := idx
 			if idx++; idx%progressEvery == 0 {
@@ -474,7 +478,9 @@ func writeLines(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 				line = r
 			}
 		}
-		put(line)
+		if err := put(line); err != nil {
+			return 0, err
+		}
 	}
 	if err := sc.err(); err != nil {
 		return 0, &InputError{File: path, Msg: err.Error()}
@@ -499,13 +505,15 @@ func writeArray(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 	a := newArrayReader(path, r, nil)
 	var opening []byte // the first record's gap: '[' and the space around it
 	started := false
-	// put writes a record after gap, or after the opening when it is the first one written.
-	put := func(gap, rec []byte) {
+	// put writes a record after gap, or after the opening when it is the first one written; a
+	// write error sticks in bw, so the last write reports it.
+	put := func(gap, rec []byte) error {
 		if !started {
 			gap, started = opening, true
 		}
 		bw.Write(gap)
-		bw.Write(rec)
+		_, err := bw.Write(rec)
+		return err
 	}
 	idx := 0
 	for a.next() {
@@ -514,7 +522,9 @@ func writeArray(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 			opening, gap = bytes.Clone(a.gap), scan.sep
 		}
 		for ; len(copies) > 0 && copies[0].pos == idx; copies = copies[1:] {
-			put(gap, copies[0].line)
+			if err := put(gap, copies[0].line); err != nil {
+				return 0, err
+			}
 		}
 		cur := idx
 		if idx++; idx%progressEvery == 0 {
@@ -530,7 +540,9 @@ func writeArray(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 		if r, ok := plan.replace[cur]; ok {
 			rec = r
 		}
-		put(gap, rec)
+		if err := put(gap, rec); err != nil {
+			return 0, err
+		}
 	}
 	if a.err != nil {
 		return 0, a.err
