@@ -228,3 +228,42 @@ func TestScanArray(t *testing.T) {
 		t.Errorf("ReadRecords on mixed records: %v", err)
 	}
 }
+
+// An array several times the reader's buffer keeps its bytes and its line numbers across the
+// refills, with records of every size straddling the buffer's ends.
+func TestArrayAcrossBuffers(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[")
+	var lines []int
+	line := 1
+	for i := 0; b.Len() < 3<<20; i++ {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n  ")
+		line++
+		lines = append(lines, line)
+		pad := strings.Repeat("é\\\"", i%700)
+		fmt.Fprintf(&b, "{\n    \"prompt\": \"p%d %s\",\n    \"completion\": \"c\"\n  }", i, pad)
+		line += 3
+	}
+	b.WriteString("\n]\n")
+	in := b.String()
+	got, scan := writeWithPlan(t, "big.json", in, &outputPlan{})
+	if got != in || scan.records != len(lines) {
+		t.Fatalf("wrote %d bytes of %d, %d records of %d", len(got), len(in), scan.records, len(lines))
+	}
+	n := 0
+	p := filepath.Join(t.TempDir(), "big.json")
+	os.WriteFile(p, []byte(in), 0o644)
+	err := ReadRecords(p, func(r Record) error {
+		if r.Line != lines[n] || !strings.HasPrefix(string(r.Raw), fmt.Sprintf("{\n    \"prompt\": \"p%d ", n)) {
+			t.Fatalf("record %d at line %d, want %d: %.40q", n, r.Line, lines[n], r.Raw)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != len(lines) {
+		t.Fatalf("%d records, %v", n, err)
+	}
+}
