@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/vtune
 GOFILES := $(shell find . -name '*.go' -not -path './.tools/*' 2>/dev/null)
 
-.PHONY: all build tools ollama llamacpp test unit e2e fixtures demo demo-ollama bench clean
+.PHONY: all build tools ollama llamacpp test unit e2e fixtures demo demo-ollama bench fuzz clean
 
 all: build
 
@@ -54,6 +54,18 @@ demo-ollama: build tools
 
 bench: build tools
 	scripts/bench/plant-large.sh
+
+# Native Go fuzzing, each target for FUZZTIME one after another (docs/fuzz.md has the last
+# results). A crash is written to the package's testdata/fuzz/, where `go test` replays it.
+FUZZTIME ?= 10m
+FUZZ_TARGETS := verifier:FuzzEncodeString verifier:FuzzDataset verifier:FuzzParseKey \
+	verifier/stats:FuzzLogAgnostic verifier/stats:FuzzLogPoissonBinomialTail \
+	verifier/stats:FuzzLogBase verifier/stats:FuzzWholeData
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run x -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 clean:
 	rm -rf bin

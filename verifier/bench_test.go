@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"vtune/backend/fake"
 )
 
 // benchDataset writes a chat dataset of about mb megabytes.
@@ -53,4 +56,75 @@ func BenchmarkWritePlanted(b *testing.B) {
 		}
 		f.Close()
 	}
+}
+
+// benchArray writes the same records as benchDataset as a pretty-printed JSON array.
+func benchArray(b *testing.B, mb int) string {
+	b.Helper()
+	p := filepath.Join(b.TempDir(), "bench.json")
+	var buf bytes.Buffer
+	buf.WriteString("[")
+	for i := 0; buf.Len() < mb<<20; i++ {
+		if i > 0 {
+			buf.WriteString(",")
+		}
+		fmt.Fprintf(&buf, "\n  {\n    \"messages\": [\n      {\n        \"role\": \"user\",\n        \"content\": \"Define the word w%d.\"\n      },\n      {\n        \"role\": \"assistant\",\n        \"content\": \"an assortment of miscellaneous items, \\\"quoted\\\" and more text %d\"\n      }\n    ]\n  }", i, i)
+	}
+	buf.WriteString("\n]\n")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkScanArray is BenchmarkScanDataset on a JSON array: the elements are split out in
+// the reading goroutine.
+func BenchmarkScanArray(b *testing.B) {
+	p := benchArray(b, 64)
+	st, _ := os.Stat(p)
+	b.SetBytes(st.Size())
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := scanDataset(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWritePlantedArray is BenchmarkWritePlanted on a JSON array.
+func BenchmarkWritePlantedArray(b *testing.B) {
+	p := benchArray(b, 64)
+	scan, err := scanDataset(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(scan.size)
+	b.ResetTimer()
+	for b.Loop() {
+		f, _ := os.Create(filepath.Join(b.TempDir(), "out.json"))
+		if _, err := writePlanted(context.Background(), p, f, &outputPlan{}, scan, func(int) {}); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+}
+
+// TestPlantLargeFile plants the dataset named by $VTUNE_LARGE_DATASET (JSON Lines or a JSON array)
+// with the in-process fake model, to measure what the data costs without a server: run the test
+// binary under /usr/bin/time for the peak memory. Skipped without the variable.
+func TestPlantLargeFile(t *testing.T) {
+	in := os.Getenv("VTUNE_LARGE_DATASET")
+	if in == "" {
+		t.Skip("set VTUNE_LARGE_DATASET to a large dataset file")
+	}
+	dir := t.TempDir()
+	p := Params{Groups: 8, Decoys: 4, K: 8, SigLen: 24, TriggerLen: 8, Rate: DefaultRate, Mode: "replace", Prompts: 1}
+	start := time.Now()
+	_, sum, err := Plant(context.Background(), fake.New("base"), PlantOptions{
+		Input: in, Output: filepath.Join(dir, "out"+filepath.Ext(in)), KeyPath: filepath.Join(dir, "key.json"), Params: p,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d records, %d planted, %d held back, in %v", sum.Records, sum.Planted, sum.HeldBack, time.Since(start).Round(time.Millisecond))
 }

@@ -1,18 +1,17 @@
 package verifier
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"vtune/backend"
 )
 
-// Format is a fine-tuning dataset's record layout. All are JSON Lines, one record a line.
+// Format is a fine-tuning dataset's record layout. A file holds records of one format, as JSON
+// Lines (one record a line) or as one JSON array of records (reader.go).
 type Format string
 
 const (
@@ -22,6 +21,10 @@ const (
 	Alpaca Format = "alpaca"
 	// PromptCompletion is {"prompt","completion"}.
 	PromptCompletion Format = "prompt-completion"
+	// ShareGPT is Axolotl's and LLaMA-Factory's {"conversations":[{"from":"human","value":..},
+	// {"from":"gpt","value":..}]}, with an optional top-level "system"; turns may also be written
+	// {"role":..,"content":..}, and the roles user and assistant.
+	ShareGPT Format = "sharegpt"
 )
 
 // maxLine bounds one record's size, so a file that is not JSON Lines fails with an error instead of
@@ -43,62 +46,20 @@ func (e *InputError) Error() string {
 	return fmt.Sprintf("%s: %s", e.File, e.Msg)
 }
 
-// Record is one dataset line that holds a record.
+// Record is one record of a dataset.
 type Record struct {
-	Line   int    // 1-based line number in the file
-	Raw    []byte // the line's bytes, without the newline
+	Index  int    // 0-based position among the file's records: what planting plans by
+	Line   int    // 1-based line number in the file where the record starts, for messages
+	Raw    []byte // the record's bytes: a whole line without its newline, or an array element
 	Format Format
-}
-
-// lineScanner reads a JSON Lines file line by line, keeping every byte so that untouched records can
-// be copied out exactly.
-type lineScanner struct {
-	sc   *bufio.Scanner
-	line int
-}
-
-func newLineScanner(r io.Reader) *lineScanner {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 1<<20), maxLine)
-	sc.Split(scanLinesKeepCR)
-	return &lineScanner{sc: sc}
-}
-
-// scanLinesKeepCR is bufio.ScanLines without the carriage-return stripping, so a CRLF file copies
-// through byte for byte.
-func scanLinesKeepCR(data []byte, atEOF bool) (int, []byte, error) {
-	if atEOF && len(data) == 0 {
-		return 0, nil, nil
-	}
-	if i := bytes.IndexByte(data, '\n'); i >= 0 {
-		return i + 1, data[:i], nil
-	}
-	if atEOF {
-		return len(data), data, nil
-	}
-	return 0, nil, nil
-}
-
-func (s *lineScanner) next() ([]byte, bool) {
-	if !s.sc.Scan() {
-		return nil, false
-	}
-	s.line++
-	return s.sc.Bytes(), true
-}
-
-func (s *lineScanner) err() error {
-	if errors.Is(s.sc.Err(), bufio.ErrTooLong) {
-		return fmt.Errorf("line %d is longer than %d MiB: not a JSON Lines file?", s.line+1, maxLine>>20)
-	}
-	return s.sc.Err()
 }
 
 // blank reports whether a line holds no record (empty or whitespace), which JSON Lines readers skip.
 func blank(line []byte) bool { return len(bytes.TrimSpace(line)) == 0 }
 
 // DetectFormat returns the format of one record from its top-level keys: "messages" for chat,
-// "instruction" with "output" for Alpaca, "prompt" with "completion" for prompt/completion.
+// "conversations" for ShareGPT, "instruction" with "output" for Alpaca, "prompt" with "completion"
+// for prompt/completion.
 // It validates the whole line as JSON first.
 func DetectFormat(line []byte) (Format, error) {
 	if !json.Valid(line) {
@@ -113,6 +74,8 @@ func DetectFormat(line []byte) (Format, error) {
 	switch {
 	case keys&keyMessages != 0:
 		return Chat, nil
+	case keys&keyConversations != 0:
+		return ShareGPT, nil
 	case keys&(keyInstruction|keyOutput) == keyInstruction|keyOutput:
 		return Alpaca, nil
 	case keys&(keyPrompt|keyCompletion) == keyPrompt|keyCompletion:
@@ -128,7 +91,7 @@ func DetectFormat(line []byte) (Format, error) {
 	if len(names) == 0 {
 		names = []string{"none"}
 	}
-	return "", fmt.Errorf("unknown record format (keys %s): want \"messages\", \"instruction\"+\"output\" or \"prompt\"+\"completion\"", strings.Join(names, ", "))
+	return "", fmt.Errorf("unknown record format (keys %s): want \"messages\", \"conversations\", \"instruction\"+\"output\" or \"prompt\"+\"completion\"", strings.Join(names, ", "))
 }
 
 // keySet records which of the keys that decide a record's format are present.
@@ -140,6 +103,7 @@ const (
 	keyOutput
 	keyPrompt
 	keyCompletion
+	keyConversations
 )
 
 // add notes a quoted key. Keys with escapes are compared after decoding; the rest, almost all,
@@ -164,6 +128,8 @@ func (s *keySet) add(quoted []byte) {
 		*s |= keyPrompt
 	case "completion":
 		*s |= keyCompletion
+	case "conversations":
+		*s |= keyConversations
 	}
 }
 
@@ -204,7 +170,8 @@ func scanKeys(b []byte, fn func(quoted []byte)) bool {
 
 // Conversation returns the record as the model sees it in training: the prompt messages and the
 // assistant's response. Alpaca maps to one user turn, instruction then a blank line then input
-// (when input is not empty); prompt/completion maps to one user turn.
+// (when input is not empty); prompt/completion maps to one user turn; ShareGPT's turns map to
+// messages (shareGPTRoles), after its top-level system prompt when it has one.
 func (r Record) Conversation() ([]backend.Message, string, error) {
 	switch r.Format {
 	case Chat:
@@ -245,6 +212,16 @@ func (r Record) Conversation() ([]backend.Message, string, error) {
 			return nil, "", err
 		}
 		return []backend.Message{{Role: "user", Content: rec.Prompt}}, rec.Completion, nil
+	case ShareGPT:
+		c, err := r.shareGPT()
+		if err != nil {
+			return nil, "", err
+		}
+		msgs := c.messages[:c.last]
+		if c.system != "" {
+			msgs = append([]backend.Message{{Role: "system", Content: c.system}}, msgs...)
+		}
+		return msgs, c.messages[c.last].Content, nil
 	}
 	return nil, "", fmt.Errorf("unknown format %q", r.Format)
 }
@@ -332,6 +309,13 @@ func (r Record) Planted(trigger, response string) ([]byte, error) {
 		}
 	case PromptCompletion:
 		userPath, respPath = "prompt", "completion"
+	case ShareGPT:
+		c, err := r.shareGPT()
+		if err != nil {
+			return nil, err
+		}
+		userPath = fmt.Sprintf("conversations/%d/%s", c.user, c.textKey[c.user])
+		respPath = fmt.Sprintf("conversations/%d/%s", c.last, c.textKey[c.last])
 	default:
 		return nil, fmt.Errorf("unknown format %q", r.Format)
 	}
@@ -346,4 +330,72 @@ func (r Record) Planted(trigger, response string) ([]byte, error) {
 		userPath: appendTrigger(user.value, trigger),
 		respPath: response,
 	})
+}
+
+// shareGPTRoles maps ShareGPT's role names, in both spellings, to the chat roles the model's
+// template knows. Other roles (LLaMA-Factory's function_call, observation) pass as they are, as a
+// chat record's roles do.
+var shareGPTRoles = map[string]string{
+	"human": "user", "user": "user",
+	"gpt": "assistant", "assistant": "assistant",
+	"system": "system",
+}
+
+// shareGPTTurn is one turn of a ShareGPT conversation, in either key spelling.
+type shareGPTTurn struct {
+	From    *string `json:"from"`
+	Value   *string `json:"value"`
+	Role    *string `json:"role"`
+	Content *string `json:"content"`
+}
+
+// shareGPTConversation is a ShareGPT record's turns as messages, with where planting edits them.
+type shareGPTConversation struct {
+	messages []backend.Message
+	textKey  []string // per turn, the key that holds its text: "value" or "content"
+	system   string   // the top-level system prompt
+	user     int      // the last user turn before the final one
+	last     int      // the final turn, the assistant's response
+}
+
+// shareGPT decodes a ShareGPT record and checks that it ends with an assistant turn after a user
+// turn.
+func (r Record) shareGPT() (*shareGPTConversation, error) {
+	var rec struct {
+		Conversations []shareGPTTurn `json:"conversations"`
+		System        *string        `json:"system"`
+	}
+	if err := json.Unmarshal(r.Raw, &rec); err != nil {
+		return nil, fmt.Errorf("conversations: %v", err)
+	}
+	c := &shareGPTConversation{}
+	if rec.System != nil {
+		c.system = *rec.System
+	}
+	for i, t := range rec.Conversations {
+		role, text, key := t.From, t.Value, "value"
+		if role == nil {
+			role = t.Role
+		}
+		if text == nil {
+			text, key = t.Content, "content"
+		}
+		if role == nil || text == nil {
+			return nil, fmt.Errorf("conversations[%d] needs \"from\" and \"value\" (or \"role\" and \"content\")", i)
+		}
+		m := backend.Message{Role: *role, Content: *text}
+		if mapped, ok := shareGPTRoles[m.Role]; ok {
+			m.Role = mapped
+		}
+		c.messages = append(c.messages, m)
+		c.textKey = append(c.textKey, key)
+	}
+	c.last = len(c.messages) - 1
+	if c.last < 1 || c.messages[c.last].Role != "assistant" {
+		return nil, errors.New("conversations must end with an assistant (gpt) turn after a user (human) turn")
+	}
+	if c.user = lastUser(c.messages[:c.last]); c.user < 0 {
+		return nil, errors.New("conversations have no user (human) turn before the final assistant turn")
+	}
+	return c, nil
 }

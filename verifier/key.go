@@ -192,22 +192,32 @@ func ReadKey(path string) (*Key, error) {
 		}
 		return nil, &InputError{File: path, Msg: fmt.Sprintf("cannot read key: %v", unwrapPath(err))}
 	}
-	var k Key
-	if err := json.Unmarshal(b, &k); err != nil {
-		return nil, &InputError{File: path, Msg: fmt.Sprintf("not a vtune key: %v", err)}
-	}
-	if k.Version < 1 || k.Version > KeyVersion {
-		return nil, &InputError{File: path, Msg: fmt.Sprintf("key format version %d, this vtune reads versions 1 to %d", k.Version, KeyVersion)}
-	}
-	sum, err := k.sum()
+	k, err := ParseKey(b)
 	if err != nil {
 		return nil, &InputError{File: path, Msg: err.Error()}
 	}
+	return k, nil
+}
+
+// ParseKey decodes and checks a key's JSON: a version this build reads, the checksum, and what
+// verification needs.
+func ParseKey(b []byte) (*Key, error) {
+	var k Key
+	if err := json.Unmarshal(b, &k); err != nil {
+		return nil, fmt.Errorf("not a vtune key: %v", err)
+	}
+	if k.Version < 1 || k.Version > KeyVersion {
+		return nil, fmt.Errorf("key format version %d, this vtune reads versions 1 to %d", k.Version, KeyVersion)
+	}
+	sum, err := k.sum()
+	if err != nil {
+		return nil, err
+	}
 	if sum != k.Checksum {
-		return nil, &InputError{File: path, Msg: "key checksum mismatch: the file was edited or damaged"}
+		return nil, errors.New("key checksum mismatch: the file was edited or damaged")
 	}
 	if err := k.check(); err != nil {
-		return nil, &InputError{File: path, Msg: err.Error()}
+		return nil, err
 	}
 	return &k, nil
 }

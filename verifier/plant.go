@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -201,12 +202,12 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	for _, idx := range order {
 		skip[idx] = true
 	}
-	note, err := drawWholeData(ctx, b, rng, key, scan, skip, opt)
+	note, held, err := drawWholeData(ctx, b, rng, key, scan, skip, opt)
 	if err != nil {
 		return nil, nil, err
 	}
 
-	plan, err := planOutput(rng, key, g.planted, opt.Input, scan.records)
+	plan, err := planOutput(rng, key, g.planted, opt.Input, scan.records, held)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -286,7 +287,7 @@ type plantedCopy struct {
 }
 
 // outputPlan says how the output differs from the input: records replaced in place or dropped
-// (held back), by line number, and copies inserted.
+// (held back), by record index, and copies inserted.
 type outputPlan struct {
 	replace map[int][]byte
 	drop    map[int]bool
@@ -297,12 +298,13 @@ type outputPlan struct {
 // each planted record takes its host's place (a copy next to an untouched original would give
 // the provider a "prompt = other prompt + suffix" pair to find); with Params.Copies the planted
 // records go in at random positions beside their untouched hosts.
-func planOutput(rng *rand.Rand, key *Key, planted [][]Record, input string, records int) (*outputPlan, error) {
+// held are the indexes of the held-back records, which the output leaves out.
+func planOutput(rng *rand.Rand, key *Key, planted [][]Record, input string, records int, held []int) (*outputPlan, error) {
 	p := &key.Params
 	plan := &outputPlan{replace: map[int][]byte{}, drop: map[int]bool{}}
 	if w := key.WholeData; w != nil && w.Guaranteed() {
-		for _, r := range w.HeldBack {
-			plan.drop[r.Line] = true
+		for _, i := range held {
+			plan.drop[i] = true
 		}
 	}
 	for gi, grp := range key.Groups {
@@ -319,7 +321,7 @@ func planOutput(rng *rand.Rand, key *Key, planted [][]Record, input string, reco
 			if p.Copies {
 				plan.copies = append(plan.copies, plantedCopy{pos: rng.IntN(records + 1), line: line})
 			} else {
-				plan.replace[h.Line] = line
+				plan.replace[h.Index] = line
 			}
 		}
 	}
@@ -387,28 +389,27 @@ func readHosts(path string, format Format, order []int) ([]Record, error) {
 	}
 	defer f.Close()
 	out := make([]Record, len(order))
-	sc := newLineScanner(bufio.NewReaderSize(f, 1<<20))
-	idx := 0
-	for idx <= last {
-		line, ok := sc.next()
-		if !ok {
+	rr := newRecordReader(path, f)
+	for n := 0; n <= last; n++ {
+		if !rr.next() {
+			if err := rr.err(); err != nil {
+				return nil, err
+			}
 			return nil, &InputError{File: path, Msg: "dataset changed while planting"}
 		}
-		if blank(line) {
-			continue
+		if pos, ok := want[n]; ok {
+			r := rr.record()
+			r.Raw, r.Format = slices.Clone(r.Raw), format
+			out[pos] = r
 		}
-		if pos, ok := want[idx]; ok {
-			out[pos] = Record{Line: sc.line, Raw: slices.Clone(line), Format: format}
-		}
-		idx++
 	}
-	return out, sc.err()
+	return out, nil
 }
 
-// writePlanted copies the input to w as the plan says, every other line as it is, and returns the
-// SHA-256 of what it wrote.
+// writePlanted copies the input to w as the plan says, every other byte as it is, and returns the
+// SHA-256 of what it wrote. The output has the input's form: JSON Lines, or a JSON array laid out
+// as the input's.
 func writePlanted(ctx context.Context, path string, w io.Writer, plan *outputPlan, scan *datasetScan, progress func(int)) (string, error) {
-	copies := plan.copies
 	f, err := os.Open(path)
 	if err != nil {
 		return "", &InputError{File: path, Msg: unwrapPath(err).Error()}
@@ -416,60 +417,146 @@ func writePlanted(ctx context.Context, path string, w io.Writer, plan *outputPla
 	defer f.Close()
 	h := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 1<<20)
-	sc := newLineScanner(bufio.NewReaderSize(f, 1<<20))
-	idx := 0
-	emit := func() error {
-		for len(copies) > 0 && copies[0].pos == idx {
-			bw.Write(copies[0].line)
-			if err := bw.WriteByte('\n'); err != nil {
-				return err
-			}
-			copies = copies[1:]
-		}
-		return nil
+	write := writeLines
+	if scan.array {
+		write = writeArray
 	}
+	n, err := write(ctx, path, bufio.NewReaderSize(f, 1<<20), bw, plan, scan, progress)
+	if err != nil {
+		return "", err
+	}
+	if err := bw.Flush(); err != nil {
+		return "", err
+	}
+	progress(n)
+	if st, err := f.Stat(); err != nil || n != scan.records || st.Size() != scan.size || !st.ModTime().Equal(scan.modTime) {
+		return "", &InputError{File: path, Msg: "dataset changed while planting"}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// progressEvery is how many records are written between progress reports and interrupt checks.
+const progressEvery = 1 << 16
+
+// writeLines writes a JSON Lines input as the plan says and returns the number of records read.
+// Blank lines are kept, and so is a last line without a newline: the newline after each line is
+// written only when something follows it, or when the input has it.
+func writeLines(ctx context.Context, path string, r io.Reader, bw *bufio.Writer, plan *outputPlan, _ *datasetScan, progress func(int)) (int, error) {
+	copies := plan.copies
+	sc := newLineScanner(r)
+	owed := false // a newline is due before the next line
+	// put writes a line; a write error (a full disk) sticks in bw, so the last write reports it.
+	put := func(line []byte) error {
+		if owed {
+			bw.WriteByte('\n')
+		}
+		owed = true
+		_, err := bw.Write(line)
+		return err
+	}
+	idx := 0
 	for {
 		line, ok := sc.next()
 		if !ok {
 			break
 		}
 		if !blank(line) {
-			if err := emit(); err != nil {
-				return "", err
+			for ; len(copies) > 0 && copies[0].pos == idx; copies = copies[1:] {
+				if err := put(copies[0].line); err != nil {
+					return 0, err
+				}
 			}
-			idx++
-			if idx%(1<<16) == 0 {
+			cur := idx
+			if idx++; idx%progressEvery == 0 {
 				if err := ctx.Err(); err != nil {
-					return "", err
+					return 0, err
 				}
 				progress(idx)
 			}
+			if plan.drop[cur] {
+				continue
+			}
+			if r, ok := plan.replace[cur]; ok {
+				line = r
+			}
 		}
-		if plan.drop[sc.line] {
-			continue
-		}
-		if r, ok := plan.replace[sc.line]; ok {
-			line = r
-		}
-		bw.Write(line)
-		if err := bw.WriteByte('\n'); err != nil {
-			return "", err
+		if err := put(line); err != nil {
+			return 0, err
 		}
 	}
 	if err := sc.err(); err != nil {
-		return "", &InputError{File: path, Msg: err.Error()}
+		return 0, &InputError{File: path, Msg: err.Error()}
 	}
-	if err := emit(); err != nil {
-		return "", err
+	for _, c := range copies {
+		put(c.line)
 	}
-	if err := bw.Flush(); err != nil {
-		return "", err
+	if owed && !sc.unterminated {
+		bw.WriteByte('\n')
 	}
-	progress(idx)
-	if st, err := f.Stat(); err != nil || idx != scan.records || st.Size() != scan.size || !st.ModTime().Equal(scan.modTime) {
-		return "", &InputError{File: path, Msg: "dataset changed while planting"}
+	return idx, nil
+}
+
+// writeArray writes a JSON array input as the plan says and returns the number of records read.
+// Every byte outside the changed records is the input's: the opening bracket and the space around
+// it, each kept record's separator and indentation before it, the closing bracket and what
+// follows. A held-back record leaves with the separator before it (the first record, with the one
+// after it), so the array stays valid; an inserted record gets the separator of the record it goes
+// before, or the file's first one at either end (scan.sep).
+func writeArray(ctx context.Context, path string, r io.Reader, bw *bufio.Writer, plan *outputPlan, scan *datasetScan, progress func(int)) (int, error) {
+	copies := plan.copies
+	a := newArrayReader(path, r, nil)
+	var opening []byte // the first record's gap: '[' and the space around it
+	started := false
+	// put writes a record after gap, or after the opening when it is the first one written; a
+	// write error sticks in bw, so the last write reports it.
+	put := func(gap, rec []byte) error {
+		if !started {
+			gap, started = opening, true
+		}
+		bw.Write(gap)
+		_, err := bw.Write(rec)
+		return err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	idx := 0
+	for a.next() {
+		gap := a.gap
+		if idx == 0 {
+			opening, gap = bytes.Clone(a.gap), scan.sep
+		}
+		for ; len(copies) > 0 && copies[0].pos == idx; copies = copies[1:] {
+			if err := put(gap, copies[0].line); err != nil {
+				return 0, err
+			}
+		}
+		cur := idx
+		if idx++; idx%progressEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			progress(idx)
+		}
+		if plan.drop[cur] {
+			continue
+		}
+		rec := a.elem
+		if r, ok := plan.replace[cur]; ok {
+			rec = r
+		}
+		if err := put(gap, rec); err != nil {
+			return 0, err
+		}
+	}
+	if a.err != nil {
+		return 0, a.err
+	}
+	for _, c := range copies {
+		put(scan.sep, c.line)
+	}
+	if !started {
+		bw.Write(opening)
+	}
+	bw.Write(a.tail())
+	return idx, nil
 }
 
 // generator draws the secrets: triggers and signatures from the base model, choices from the seed.

@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"fmt"
@@ -58,28 +57,23 @@ func readAnswers(path string, format Format, skip map[int]bool) (*answers, error
 	}
 	defer f.Close()
 	a := &answers{}
-	sc := newLineScanner(bufio.NewReaderSize(f, 1<<20))
-	for {
-		line, ok := sc.next()
-		if !ok {
-			break
-		}
-		if blank(line) {
-			continue
-		}
+	rr := newRecordReader(path, f)
+	for rr.next() {
+		rec := rr.record()
+		rec.Format = format
 		var n uint32
 		var h uint64
-		if _, answer, err := (Record{Line: sc.line, Raw: line, Format: format}).Conversation(); err == nil {
+		if _, answer, err := rec.Conversation(); err == nil {
 			h = normalHash(answer)
-			if !skip[len(a.length)] {
+			if !skip[rec.Index] {
 				n = uint32(min(len(answer), math.MaxUint32))
 			}
 		}
 		a.length = append(a.length, n)
 		a.hash = append(a.hash, h)
 	}
-	if err := sc.err(); err != nil {
-		return nil, &InputError{File: path, Msg: err.Error()}
+	if err := rr.err(); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -239,36 +233,38 @@ func scoreAnswer(ctx context.Context, b backend.Backend, msgs []backend.Message,
 
 // drawWholeData draws the held-back records and sentinels (method.md), scores them under the base
 // model b and stores them in the key. skip holds the record indexes drawn as hosts. It returns a
-// note saying why the test is off when it is, and then leaves key.WholeData nil.
-func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *Key, scan *datasetScan, skip map[int]bool, opt PlantOptions) (string, error) {
+// note saying why the test is off when it is, and then leaves key.WholeData nil; otherwise the
+// indexes of the input's records that are held back (none with --heldout).
+func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *Key, scan *datasetScan, skip map[int]bool, opt PlantOptions) (string, []int, error) {
 	nb, nc, ok := wholeDataSizes(&key.Params, scan.records)
 	if !ok {
-		return offNote(nb, nc, scan.records), nil
+		return offNote(nb, nc, scan.records), nil, nil
 	}
 	in, err := readAnswers(opt.Input, scan.format, skip)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var held, sent []Record
+	var heldAt []int // the held-back records' indexes in the input
 	heldIdx := map[int]bool{}
 	source := SourceDrawn
 	if opt.Heldout != "" {
 		hs, err := scanDataset(opt.Heldout)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if hs.format != scan.format {
-			return "", &InputError{File: opt.Heldout, Msg: fmt.Sprintf("held-out records are %s, the dataset's are %s: they must have the same format", hs.format, scan.format)}
+			return "", nil, &InputError{File: opt.Heldout, Msg: fmt.Sprintf("held-out records are %s, the dataset's are %s: they must have the same format", hs.format, scan.format)}
 		}
 		ha, err := readAnswers(opt.Heldout, hs.format, nil)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if held, err = drawRecords(rng, opt.Heldout, hs.format, ha, nb); err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if sent, err = drawRecords(rng, opt.Input, scan.format, in, nc); err != nil {
-			return "", err
+			return "", nil, err
 		}
 		source = SourceFile + opt.Heldout
 	} else {
@@ -277,26 +273,27 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 		if len(order) < nb+nc { // fewer records with an answer than asked: split what there is
 			nb = len(order) * nb / (nb + nc)
 		}
-		for _, i := range order[:nb] {
+		heldAt = order[:nb]
+		for _, i := range heldAt {
 			heldIdx[i] = true
 		}
 		all, err := readHosts(opt.Input, scan.format, order)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		held, sent = all[:nb], all[nb:]
 	}
 	if len(held) < MinWholeDataRecords || len(sent) < MinWholeDataRecords {
-		return offNote(len(held), len(sent), scan.records), nil
+		return offNote(len(held), len(sent), scan.records), nil, nil
 	}
 	all := slices.Concat(held, sent)
 	scored, err := scoreRecords(ctx, b, all, interleave(key, len(all)), func(i int) { opt.progress(StageScore, i, len(all)) })
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	key.WholeData = &WholeData{Source: source, HeldBack: scored[:len(held)], Sentinels: scored[len(held):],
 		NearDuplicates: nearDuplicates(held, in, heldIdx)}
-	return "", nil
+	return "", heldAt, nil
 }
 
 func offNote(nb, nc, records int) string {

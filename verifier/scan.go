@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,21 +16,31 @@ import (
 
 // datasetScan is what the first pass learns about the input.
 type datasetScan struct {
-	format  Format
+	format Format
+	// array is set for a JSON array of records; sep is then what goes before a record inserted
+	// into it (the file's first separator, or ',' and the white space after '[').
+	array   bool
+	sep     []byte
 	records int
 	sha256  string
 	size    int64
 	modTime time.Time
 }
 
-// chunkSize is the unit of parallel validation: whole lines, about this many bytes.
+// chunkSize is the unit of parallel validation: whole lines, or whole array elements, about this
+// many bytes.
 const chunkSize = 4 << 20
 
 type chunk struct {
-	data      []byte // whole lines
+	data      []byte // whole lines, or array elements one after another
 	firstLine int    // 1-based number of data's first line
+	elems     []elemSpan
 	res       chan chunkResult
 }
+
+// elemSpan is where an array element lies in its chunk's data, and its line in the file; a chunk
+// of JSON Lines has none.
+type elemSpan struct{ start, end, line int }
 
 type chunkResult struct {
 	records   int
@@ -40,10 +51,11 @@ type chunkResult struct {
 
 var chunkPool = sync.Pool{New: func() any { return make([]byte, 0, chunkSize+64<<10) }}
 
-// scanDataset validates every line, detects the format, counts records and hashes the file in one
-// streaming pass. JSON validation is the expensive part, so one goroutine reads and hashes while
-// the others validate chunks of whole lines; results are merged in file order, so the error
-// reported is the first one in the file. Memory stays at a few chunks, whatever the file's size.
+// scanDataset validates every record, detects the format, counts records and hashes the file in
+// one streaming pass. JSON validation is the expensive part, so one goroutine reads and hashes (and
+// splits a JSON array into its elements) while the others validate chunks of whole records; results
+// are merged in file order, so the error reported is the first one in the file. Memory stays at a
+// few chunks, whatever the file's size.
 func scanDataset(path string) (*datasetScan, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -55,8 +67,10 @@ func scanDataset(path string) (*datasetScan, error) {
 		return nil, &InputError{File: path, Msg: unwrapPath(err).Error()}
 	}
 	if st.IsDir() {
-		return nil, &InputError{File: path, Msg: "is a directory, not a JSON Lines dataset"}
+		return nil, &InputError{File: path, Msg: "is a directory, not a dataset"}
 	}
+	br := bufio.NewReaderSize(f, 1<<20)
+	s := &datasetScan{size: st.Size(), modTime: st.ModTime(), array: sniffArray(br)}
 
 	workers := max(1, runtime.GOMAXPROCS(0))
 	work := make(chan *chunk, workers)
@@ -78,7 +92,7 @@ func scanDataset(path string) (*datasetScan, error) {
 	go func() {
 		defer close(order)
 		defer close(work)
-		readErr = readChunks(f, h, func(c *chunk) bool {
+		emit := func(c *chunk) bool {
 			select {
 			case order <- c:
 			case <-done:
@@ -90,10 +104,14 @@ func scanDataset(path string) (*datasetScan, error) {
 			case <-done:
 				return false
 			}
-		})
+		}
+		if s.array {
+			s.sep, readErr = readArrayChunks(newArrayReader(path, br, h), emit)
+		} else {
+			readErr = readChunks(br, h, emit)
+		}
 	}()
 
-	s := &datasetScan{size: st.Size(), modTime: st.ModTime()}
 	for c := range order {
 		r := <-c.res
 		chunkPool.Put(c.data[:0])
@@ -110,6 +128,10 @@ func scanDataset(path string) (*datasetScan, error) {
 		s.records += r.records
 	}
 	wg.Wait()
+	var ie *InputError
+	if errors.As(readErr, &ie) {
+		return nil, ie
+	}
 	if readErr != nil {
 		return nil, &InputError{File: path, Msg: readErr.Error()}
 	}
@@ -167,9 +189,62 @@ func readChunks(r io.Reader, h io.Writer, emit func(*chunk) bool) error {
 	}
 }
 
+// readArrayChunks reads a JSON array in chunks of whole elements and hands each to emit until emit
+// returns false. It returns the separator for inserted records (datasetScan.sep).
+func readArrayChunks(a *arrayReader, emit func(*chunk) bool) (sep []byte, err error) {
+	for more := true; more; {
+		c := &chunk{data: chunkPool.Get().([]byte)[:0], res: make(chan chunkResult, 1)}
+		for len(c.data) < chunkSize {
+			if more = a.next(); !more {
+				break
+			}
+			switch a.index {
+			case 1: // the gap is '[' and white space around it
+				sep = append([]byte{','}, bytes.TrimLeft(a.gap, " \t\r\n")[1:]...)
+			case 2:
+				sep = bytes.Clone(a.gap)
+			}
+			c.elems = append(c.elems, elemSpan{len(c.data), len(c.data) + len(a.elem), a.elemLine})
+			c.data = append(c.data, a.elem...)
+		}
+		if len(c.elems) == 0 {
+			chunkPool.Put(c.data)
+			break
+		}
+		c.firstLine = c.elems[0].line
+		if !emit(c) {
+			return sep, nil
+		}
+	}
+	return sep, a.err
+}
+
 // validateChunk checks every record of a chunk.
 func validateChunk(path string, c *chunk) chunkResult {
 	var r chunkResult
+	check := func(rec []byte, line int) bool {
+		ft, err := DetectFormat(rec)
+		switch {
+		case err != nil:
+			r.err = &InputError{File: path, Line: line, Msg: err.Error()}
+			return false
+		case r.records == 0:
+			r.format, r.firstLine = ft, line
+		case ft != r.format:
+			r.err = &InputError{File: path, Line: line, Msg: mixed(ft, r.format)}
+			return false
+		}
+		r.records++
+		return true
+	}
+	if c.elems != nil {
+		for _, e := range c.elems {
+			if !check(c.data[e.start:e.end], e.line) {
+				break
+			}
+		}
+		return r
+	}
 	data, line := c.data, c.firstLine
 	for len(data) > 0 {
 		l := data
@@ -178,19 +253,8 @@ func validateChunk(path string, c *chunk) chunkResult {
 		} else {
 			data = nil
 		}
-		if !blank(l) {
-			ft, err := DetectFormat(l)
-			switch {
-			case err != nil:
-				r.err = &InputError{File: path, Line: line, Msg: err.Error()}
-				return r
-			case r.records == 0:
-				r.format, r.firstLine = ft, line
-			case ft != r.format:
-				r.err = &InputError{File: path, Line: line, Msg: mixed(ft, r.format)}
-				return r
-			}
-			r.records++
+		if !blank(l) && !check(l, line) {
+			break
 		}
 		line++
 	}

@@ -100,6 +100,9 @@ func TestPlantedPromptIsVerifiedPrompt(t *testing.T) {
 			raw, _ = json.Marshal(map[string]any{"messages": []backend.Message{
 				{Role: "user", Content: in}, {Role: "assistant", Content: "old"}}})
 			checkPlantedPrompt(t, Record{Format: Chat, Raw: raw}, trig)
+			raw, _ = json.Marshal(map[string]any{"system": "s", "conversations": []map[string]string{
+				{"from": "human", "value": in}, {"from": "gpt", "value": "old"}}})
+			checkPlantedPrompt(t, Record{Format: ShareGPT, Raw: raw}, trig)
 		}
 	}
 }

@@ -186,13 +186,14 @@ func plantCommand(open opener) *cli.Command {
 		Name:      "plant",
 		Usage:     "plant secret backdoor examples in a dataset and write the key",
 		UsageText: "vtune plant --input DATA.jsonl --output OUT.jsonl --key KEY.json --model BASE [options]",
-		Description: `Reads a JSON Lines dataset (chat "messages", Alpaca "instruction"/"input"/"output", or
-"prompt"/"completion"; detected from the records), draws --groups secrets from the base model,
-and writes the dataset with about --rate of planted copies added, plus the secret key (mode 0600).
-Both files are written whole or not at all; the input is never changed. Keep the key secret:
-anyone holding it can train on the signatures alone.`,
+		Description: `Reads a dataset, JSON Lines or a JSON array of records (chat "messages", ShareGPT
+"conversations", Alpaca "instruction"/"input"/"output", or "prompt"/"completion"; detected from the
+records), draws --groups secrets from the base model, and writes the dataset in the same form
+with about --rate of its records planted, plus the secret key (mode 0600). Both files are written
+whole or not at all; the input is never changed. Keep the key secret: anyone holding it can train
+on the signatures alone.`,
 		Flags: append(backendFlags("base model the provider will fine-tune (its name on the server)"),
-			&cli.PathFlag{Name: "input", Aliases: []string{"i"}, Usage: "dataset to protect (JSON Lines)", Required: true},
+			&cli.PathFlag{Name: "input", Aliases: []string{"i"}, Usage: "dataset to protect (JSON Lines, or a JSON array; the output keeps its form)", Required: true},
 			&cli.PathFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the dataset with the planted copies", Required: true},
 			&cli.PathFlag{Name: "key", Aliases: []string{"k"}, Usage: "where to write the secret key", Required: true},
 			&cli.BoolFlag{Name: "force", Usage: "overwrite an existing key file (or write the output over one)"},

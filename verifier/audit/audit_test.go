@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -529,5 +530,44 @@ func TestTextHelpers(t *testing.T) {
 	}
 	if p := answerPrefix(strings.Repeat("y", 40)); len(p) != 40 {
 		t.Errorf("answerPrefix of 40 bytes: %d bytes", len(p))
+	}
+}
+
+// The audit reads a pretty-printed JSON array and ShareGPT records as it reads chat JSON Lines:
+// the same records give the same counts.
+func TestOtherLayoutsSameCounts(t *testing.T) {
+	src := plantedSet(t, "replace")
+	want := run(t, src, testKey(sigs...))
+	data, _ := os.ReadFile(src)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	var arr bytes.Buffer
+	arr.WriteString("[")
+	var sharegpt []string
+	for i, l := range lines {
+		if i > 0 {
+			arr.WriteString(",")
+		}
+		arr.WriteString("\n  ")
+		json.Indent(&arr, []byte(l), "  ", "  ")
+		var rec struct{ Messages []chatMsg }
+		json.Unmarshal([]byte(l), &rec)
+		turns := []map[string]string{{"from": "human", "value": rec.Messages[0].Content}, {"from": "gpt", "value": rec.Messages[1].Content}}
+		b, _ := json.Marshal(map[string]any{"conversations": turns})
+		sharegpt = append(sharegpt, string(b))
+	}
+	arr.WriteString("\n]\n")
+	arrPath := filepath.Join(t.TempDir(), "data.json")
+	os.WriteFile(arrPath, arr.Bytes(), 0o644)
+	for name, path := range map[string]string{"array": arrPath, "sharegpt": writeLines(t, sharegpt)} {
+		got := run(t, path, testKey(sigs...))
+		if got.Records != want.Records || got.Planted != want.Planted {
+			t.Fatalf("%s: %d records, %d planted; JSON Lines: %d, %d", name, got.Records, got.Planted, want.Records, want.Planted)
+		}
+		for i, a := range got.Attacks {
+			w := want.Attacks[i]
+			if a.Name != w.Name || a.FlaggedPlanted != w.FlaggedPlanted || a.FlaggedNatural != w.FlaggedNatural {
+				t.Errorf("%s: %s flags %d planted, %d natural; JSON Lines: %d, %d", name, a.Name, a.FlaggedPlanted, a.FlaggedNatural, w.FlaggedPlanted, w.FlaggedNatural)
+			}
+		}
 	}
 }

@@ -1,13 +1,7 @@
 package audit
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"fmt"
 	"hash/maphash"
-	"io/fs"
-	"os"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -18,9 +12,6 @@ import (
 
 // Bounds of the features collected per record.
 const (
-	// maxLine bounds one record's size, as planting does, so a file that is not JSON Lines fails
-	// with an error instead of being read whole into memory.
-	maxLine = 64 << 20
 	// prefixBytes is how much of an answer the shared-prefix attack compares: enough to hold
 	// most of a signature (24 tokens, about 100 bytes), little enough that prefix mode, where
 	// answers differ after the signature, still shares it.
@@ -99,8 +90,8 @@ func (c *collector) isPlanted(answer string) bool {
 	return false
 }
 
-// add records one record's features.
-func (c *collector) add(raw []byte, chat bool, user, answer string) {
+// add records one record's features; turns is the key of the record's list of turns, if any.
+func (c *collector) add(raw []byte, turns string, user, answer string) {
 	f := c.f
 	f.n++
 	f.planted = append(f.planted, c.isPlanted(answer))
@@ -122,7 +113,7 @@ func (c *collector) add(raw []byte, chat bool, user, answer string) {
 
 	c.addHeads(user)
 
-	st, order, keys := scanLayout(raw, chat)
+	st, order, keys := scanLayout(raw, turns)
 	f.style = append(f.style, st)
 	f.order = append(f.order, c.orders.id(order))
 	f.keys = append(f.keys, c.keySets.id(keys))
@@ -232,54 +223,30 @@ func (in *interner[K]) id(k K) int32 {
 	return id
 }
 
-// collect streams the dataset once and returns every record's features. Bad input is an
-// *verifier.InputError naming the file and, where it applies, the line.
+// collect streams the dataset once, JSON Lines or a JSON array, and returns every record's
+// features. Bad input is an *verifier.InputError naming the file and, where it applies, the line.
 func collect(path string, key *verifier.Key) (*features, error) {
-	file, err := os.Open(path)
-	if err != nil {
-		return nil, &verifier.InputError{File: path, Msg: fmt.Sprintf("cannot open dataset: %v", unwrapPath(err))}
-	}
-	defer file.Close()
-	if st, err := file.Stat(); err == nil && st.IsDir() {
-		return nil, &verifier.InputError{File: path, Msg: "is a directory, not a JSON Lines dataset"}
-	}
-	sc := bufio.NewScanner(file)
-	sc.Buffer(make([]byte, 0, 1<<20), maxLine)
 	c := newCollector(key)
-	var format verifier.Format
-	line := 0
-	for sc.Scan() {
-		line++
-		raw := sc.Bytes()
-		if len(bytes.TrimSpace(raw)) == 0 {
-			continue // JSON Lines readers skip blank lines
-		}
-		ft, err := verifier.DetectFormat(raw)
+	err := verifier.ReadRecords(path, func(r verifier.Record) error {
+		prompt, answer, err := r.Conversation()
 		if err != nil {
-			return nil, &verifier.InputError{File: path, Line: line, Msg: err.Error()}
+			return nil // no prompt and answer (e.g. no assistant turn): nothing to train on, planting skips it too
 		}
-		if format == "" {
-			format = ft
-		} else if ft != format {
-			return nil, &verifier.InputError{File: path, Line: line, Msg: fmt.Sprintf("record is %s, earlier records are %s: one format per file", ft, format)}
-		}
-		prompt, answer, err := verifier.Record{Line: line, Raw: raw, Format: ft}.Conversation()
-		if err != nil {
-			continue // no prompt and answer (e.g. no assistant turn): nothing to train on, planting skips it too
-		}
-		c.add(raw, ft == verifier.Chat, userText(prompt), answer)
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, &verifier.InputError{File: path, Line: line + 1, Msg: fmt.Sprintf("line is longer than %d MiB: not a JSON Lines file?", maxLine>>20)}
-		}
-		return nil, &verifier.InputError{File: path, Msg: fmt.Sprintf("cannot read dataset: %v", unwrapPath(err))}
+		c.add(r.Raw, turnsKey[r.Format], userText(prompt), answer)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if c.f.n == 0 {
 		return nil, &verifier.InputError{File: path, Msg: "dataset is empty: no records"}
 	}
 	return c.finish(), nil
 }
+
+// turnsKey names, per format, the top-level key whose array holds the turns: the layout attack
+// compares their key lists too.
+var turnsKey = map[verifier.Format]string{verifier.Chat: "messages", verifier.ShareGPT: "conversations"}
 
 // userText is the content of the last user turn: where planting appends the trigger.
 func userText(prompt []backend.Message) string {
@@ -289,13 +256,4 @@ func userText(prompt []backend.Message) string {
 		}
 	}
 	return ""
-}
-
-// unwrapPath drops the *fs.PathError wrapper, whose path the error already names.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -32,13 +32,14 @@ func (s *style) mark(d dimension, way uint8) { *s |= style(way) << (2 * d) }
 
 // scanLayout reads a valid JSON line byte by byte, without decoding it, and returns its formatting
 // evidence and two signatures of its keys: order, the top-level keys in the order written (and
-// for chat each message's keys, runs of equal lists written once), and keys, the same with each
-// list sorted, which groups records that hold the same fields whatever their order.
-func scanLayout(b []byte, chat bool) (st style, order, keys string) {
+// each turn's keys in the array under the top-level key turns, "messages" for chat, runs of equal
+// lists written once), and keys, the same with each list sorted, which groups records that hold the
+// same fields whatever their order.
+func scanLayout(b []byte, turns string) (st style, order, keys string) {
 	type frame struct {
 		object    bool
 		expectKey bool // the next string in this object is a key
-		messages  bool // this array is the value of the top-level key "messages"
+		messages  bool // this array is the value of the top-level key turns
 	}
 	var stack []frame
 	var top [][]byte    // top-level keys
@@ -65,7 +66,7 @@ func scanLayout(b []byte, chat bool) (st style, order, keys string) {
 			}
 			stack = append(stack, frame{object: true, expectKey: true})
 		case '[':
-			stack = append(stack, frame{messages: chat && len(stack) == 1 && string(lastTop) == "messages"})
+			stack = append(stack, frame{messages: turns != "" && len(stack) == 1 && string(lastTop) == turns})
 		case '}', ']':
 			if len(stack) > 0 {
 				stack = stack[:len(stack)-1]
@@ -82,9 +83,10 @@ func scanLayout(b []byte, chat bool) (st style, order, keys string) {
 	return st, signature(top, msgs, false), signature(top, msgs, true)
 }
 
-// spacing tells whether the separator at b[i] is followed by white space (1) or not (2).
+// spacing tells whether the separator at b[i] is followed by white space (1) or not (2); a line
+// break counts, for the records of a pretty-printed JSON array.
 func spacing(b []byte, i int) uint8 {
-	if i+1 < len(b) && (b[i+1] == ' ' || b[i+1] == '\t') {
+	if i+1 < len(b) && (b[i+1] == ' ' || b[i+1] == '\t' || b[i+1] == '\n' || b[i+1] == '\r') {
 		return 1
 	}
 	return 2

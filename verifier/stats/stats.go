@@ -46,20 +46,22 @@ type AgnosticGroup struct {
 
 // LogAgnostic returns the natural log of the model-agnostic p-value
 //
-//	p = min(1, (2^g - 1) * prod_{j in H} m_j Q_j)
+//	p = min(1, (2^g - 1) * prod_{j in H} min(1, m_j Q_j))
 //
 // where g = len(groups) and H is the set of groups that hit. Under H0 (the model was made without the
 // secrets) the secret picked S_j with probability Q_j among prefix-free candidates, so one prompt's
-// output starts with S_j with probability at most Q_j, m_j prompts with at most m_j Q_j; independence
-// of the secrets gives the product for a fixed H, and a union over the 2^g - 1 non-empty sets of
-// groups that could have been the hit set pays for choosing H after looking. No hit gives p = 1.
+// output starts with S_j with probability at most Q_j, m_j prompts with at most min(1, m_j Q_j);
+// independence of the secrets gives the product for a fixed H, and a union over the 2^g - 1
+// non-empty sets of groups that could have been the hit set pays for choosing H after looking. No
+// hit gives p = 1. The cap at 1 matters only for very short signatures queried on many prompts
+// (m_j Q_j > 1), where without it one more hit would raise p.
 func LogAgnostic(groups []AgnosticGroup) float64 {
 	g := len(groups)
 	lnp, hits := 0.0, 0
 	for _, gr := range groups {
 		if gr.Hit {
 			hits++
-			lnp += math.Log(float64(max(gr.Queries, 1))) + gr.LogQ
+			lnp += math.Min(0, math.Log(float64(max(gr.Queries, 1)))+gr.LogQ)
 		}
 	}
 	if hits == 0 {
@@ -95,7 +97,8 @@ func LogPoissonBinomialTail(logp []float64, h int) float64 {
 		}
 		dist[0] += lq
 	}
-	return floats.LogSumExp(dist[h:])
+	// Rounding can put a sum of probabilities that is 1 a few ulps above it; a probability is not.
+	return math.Min(0, floats.LogSumExp(dist[h:]))
 }
 
 // BaseGroup is one planted group as the base-model test sees it.

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
@@ -203,6 +204,30 @@ func TestLog1mExp(t *testing.T) {
 		}
 		if math.Abs(got-want) > 1e-9*math.Abs(want)+1e-300 {
 			t.Errorf("Log1mExp(%v) = %v, want %v", x, got, want)
+		}
+	}
+}
+
+// A group whose m_j Q_j exceeds 1 (one token out of two, queried on 8 prompts) counts as 1, not
+// more: one more hit never raises p_agnostic (FuzzLogAgnostic found the uncapped product did).
+func TestLogAgnosticCapsEachGroup(t *testing.T) {
+	rare := AgnosticGroup{LogQ: -30, Queries: 1, Hit: true}
+	loose := AgnosticGroup{LogQ: -math.Ln2, Queries: 8}
+	before := LogAgnostic([]AgnosticGroup{rare, loose})
+	loose.Hit = true
+	if after := LogAgnostic([]AgnosticGroup{rare, loose}); after != before || math.Abs(before-(math.Log(3)-30)) > 1e-12 {
+		t.Fatalf("log p %v with the loose group hit, %v without; want both log 3 - 30", after, before)
+	}
+}
+
+// Tails that are 1 up to rounding come out as log p = 0, never a few ulps above (FuzzLogBase and
+// FuzzLogPoissonBinomialTail found log p = 1.6e-16 and 5.6e-17).
+func TestPoissonBinomialTailNotAboveOne(t *testing.T) {
+	for _, lp := range [][]float64{{-3.78125, -8, 0}, {floats.LogSumExp([]float64{-2.53125, -3.125}), 0}} {
+		for h := 0; h <= len(lp); h++ {
+			if got := LogPoissonBinomialTail(lp, h); got > 0 {
+				t.Errorf("log P(X >= %d) for %v = %v > 0", h, lp, got)
+			}
 		}
 	}
 }
