@@ -46,7 +46,9 @@ var (
 type opener func(c *cli.Context, key *verifier.Key) (backend.Backend, error)
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGPIPE too: `vtune verify ... | head` closes the pipe early, and a process killed by it
+	// would leave a loaded checkpoint (a llama-server, a temporary model) behind.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr, openBackend)
 	stop()
 	os.Exit(code)
