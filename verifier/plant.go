@@ -438,11 +438,44 @@ func writePlanted(ctx context.Context, path string, w io.Writer, plan *outputPla
 // progressEvery is how many records are written between progress reports and interrupt checks.
 const progressEvery = 1 << 16
 
+// planCursor walks an output plan record by record: the part the JSON Lines and JSON array
+// writers share.
+type planCursor struct {
+	plan   *outputPlan
+	copies []plantedCopy // still to insert
+	idx    int           // records read
+}
+
+// next is called with each input record in order. It writes the copies due before the record
+// through put, checks for an interrupt and reports progress every progressEvery records, and
+// returns what to write for the record: its planted form, itself, or false when it is held back.
+func (c *planCursor) next(ctx context.Context, rec []byte, put func([]byte) error, progress func(int)) ([]byte, bool, error) {
+	for ; len(c.copies) > 0 && c.copies[0].pos == c.idx; c.copies = c.copies[1:] {
+		if err := put(c.copies[0].line); err != nil {
+			return nil, false, err
+		}
+	}
+	cur := c.idx
+	if c.idx++; c.idx%progressEvery == 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		progress(c.idx)
+	}
+	if c.plan.drop[cur] {
+		return nil, false, nil
+	}
+	if r, ok := c.plan.replace[cur]; ok {
+		return r, true, nil
+	}
+	return rec, true, nil
+}
+
 // writeLines writes a JSON Lines input as the plan says and returns the number of records read.
 // Blank lines are kept, and so is a last line without a newline: the newline after each line is
 // written only when something follows it, or when the input has it.
 func writeLines(ctx context.Context, path string, r io.Reader, bw *bufio.Writer, plan *outputPlan, _ *datasetScan, progress func(int)) (int, error) {
-	copies := plan.copies
+	c := planCursor{plan: plan, copies: plan.copies}
 	sc := newLineScanner(r)
 	owed := false // a newline is due before the next line
 	// put writes a line; a write error (a full disk) sticks in bw, so the last write reports it.
@@ -454,30 +487,18 @@ func writeLines(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 		_, err := bw.Write(line)
 		return err
 	}
-	idx := 0
 	for {
 		line, ok := sc.next()
 		if !ok {
 			break
 		}
 		if !blank(line) {
-			for ; len(copies) > 0 && copies[0].pos == idx; copies = copies[1:] {
-				if err := put(copies[0].line); err != nil {
-					return 0, err
-				}
-			}
-			cur := idx
-			if idx++; idx%progressEvery == 0 {
-				if err := ctx.Err(); err != nil {
-					return 0, err
-				}
-				progress(idx)
-			}
-			if plan.drop[cur] {
+			var keep bool
+			var err error
+			if line, keep, err = c.next(ctx, line, put, progress); err != nil {
+				return 0, err
+			} else if !keep {
 				continue
-			}
-			if r, ok := plan.replace[cur]; ok {
-				line = r
 			}
 		}
 		if err := put(line); err != nil {
@@ -487,13 +508,13 @@ func writeLines(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 	if err := sc.err(); err != nil {
 		return 0, &InputError{File: path, Msg: err.Error()}
 	}
-	for _, c := range copies {
-		put(c.line)
+	for _, cp := range c.copies {
+		put(cp.line)
 	}
 	if owed && !sc.unterminated {
 		bw.WriteByte('\n')
 	}
-	return idx, nil
+	return c.idx, nil
 }
 
 // writeArray writes a JSON array input as the plan says and returns the number of records read.
@@ -503,7 +524,7 @@ func writeLines(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 // after it), so the array stays valid; an inserted record gets the separator of the record it goes
 // before, or the file's first one at either end (scan.sep).
 func writeArray(ctx context.Context, path string, r io.Reader, bw *bufio.Writer, plan *outputPlan, scan *datasetScan, progress func(int)) (int, error) {
-	copies := plan.copies
+	c := planCursor{plan: plan, copies: plan.copies}
 	a := newArrayReader(path, r, nil)
 	var opening []byte // the first record's gap: '[' and the space around it
 	started := false
@@ -517,30 +538,19 @@ func writeArray(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 		_, err := bw.Write(rec)
 		return err
 	}
-	idx := 0
+	var gap []byte // the separator before the current record
+	putGap := func(rec []byte) error { return put(gap, rec) }
 	for a.next() {
-		gap := a.gap
-		if idx == 0 {
+		gap = a.gap
+		if c.idx == 0 {
 			opening, gap = bytes.Clone(a.gap), scan.sep
 		}
-		for ; len(copies) > 0 && copies[0].pos == idx; copies = copies[1:] {
-			if err := put(gap, copies[0].line); err != nil {
-				return 0, err
-			}
+		rec, keep, err := c.next(ctx, a.elem, putGap, progress)
+		if err != nil {
+			return 0, err
 		}
-		cur := idx
-		if idx++; idx%progressEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return 0, err
-			}
-			progress(idx)
-		}
-		if plan.drop[cur] {
+		if !keep {
 			continue
-		}
-		rec := a.elem
-		if r, ok := plan.replace[cur]; ok {
-			rec = r
 		}
 		if err := put(gap, rec); err != nil {
 			return 0, err
@@ -549,14 +559,14 @@ func writeArray(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 	if a.err != nil {
 		return 0, a.err
 	}
-	for _, c := range copies {
-		put(scan.sep, c.line)
+	for _, cp := range c.copies {
+		put(scan.sep, cp.line)
 	}
 	if !started {
 		bw.Write(opening)
 	}
 	bw.Write(a.tail())
-	return idx, nil
+	return c.idx, nil
 }
 
 // generator draws the secrets: triggers and signatures from the base model, choices from the seed.
