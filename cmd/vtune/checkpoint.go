@@ -7,7 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"vtune/backend"
-	"vtune/backend/checkpoint"
+	"vtune/checkpoint"
 	"vtune/verifier"
 )
 
@@ -44,7 +44,7 @@ func openCheckpoint(c *cli.Context, key *verifier.Key) (backend.Backend, error) 
 	}
 	// When verifying, the checkpoint must match the key's base: template, vocabulary, signatures.
 	if key != nil {
-		opt.Expect = checkpoint.ExpectFromKey(key)
+		opt.Expect = expectFromKey(key)
 	}
 	m, err := checkpoint.Open(c.Context, opt)
 	if err != nil {
@@ -63,11 +63,41 @@ func closeBackend(w io.Writer, b backend.Backend) {
 	}
 }
 
-// provenanceOf returns the provenance of a loaded checkpoint, nil for a model named on a server.
-func provenanceOf(b backend.Backend) *verifier.Provenance {
-	if m, ok := b.(*checkpoint.Model); ok {
-		p := m.Provenance
-		return &p
+// expectFromKey takes what a checkpoint must match from a key: the base's template (only an Ollama
+// key holds an Ollama Go template; llama.cpp's is Jinja), its vocabulary size, and the signature
+// tokens, each of which must be one token of the checkpoint's vocabulary.
+func expectFromKey(k *verifier.Key) checkpoint.Expect {
+	e := checkpoint.Expect{Vocab: k.Base.Vocab}
+	if k.Base.Backend == "ollama" {
+		e.Template = k.Base.Template
 	}
-	return nil
+	seen := map[string]bool{}
+	for _, g := range k.Groups {
+		for _, t := range g.Tokens {
+			if !seen[t] {
+				seen[t] = true
+				e.Pieces = append(e.Pieces, t)
+			}
+		}
+	}
+	return e
+}
+
+// provenanceOf returns, for the report, the provenance of a loaded checkpoint; nil for a model
+// named on a server.
+func provenanceOf(b backend.Backend) *verifier.Provenance {
+	m, ok := b.(*checkpoint.Model)
+	if !ok {
+		return nil
+	}
+	p := m.Provenance
+	files := make([]verifier.CheckpointFile, len(p.Files))
+	for i, f := range p.Files {
+		files[i] = verifier.CheckpointFile(f)
+	}
+	return &verifier.Provenance{
+		Checkpoint: p.Checkpoint, Format: p.Format, Architecture: p.Architecture, Base: p.Base,
+		Files: files, Server: p.Server, ServerVersion: p.ServerVersion,
+		Placement: p.Placement, Offload: p.Offload,
+	}
 }

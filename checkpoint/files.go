@@ -13,8 +13,6 @@ import (
 
 	"github.com/ollama/ollama/convert"
 	"github.com/ollama/ollama/fs/ggml"
-
-	"vtune/verifier"
 )
 
 // files is one checkpoint (or base) on disk: what it is, its files, and the GGUF that a server
@@ -22,10 +20,10 @@ import (
 type files struct {
 	path   string
 	format string
-	files  []verifier.CheckpointFile
+	files  []File
 
 	gguf      string // the GGUF to load; empty until a folder is converted
-	converted *verifier.CheckpointFile
+	converted *File
 	kv        ggml.KV
 	arch      string
 }
@@ -114,7 +112,7 @@ func (f *files) setConverted(path string) error {
 	if err != nil {
 		return err
 	}
-	f.converted = &verifier.CheckpointFile{Path: path, Role: "converted", Format: "gguf", Size: size, SHA256: sum}
+	f.converted = &File{Path: path, Role: "converted", Format: "gguf", Size: size, SHA256: sum}
 	return nil
 }
 
@@ -123,7 +121,7 @@ func (f *files) hash(path, role, format string) error {
 	if err != nil {
 		return bad(path, "%v", err)
 	}
-	f.files = append(f.files, verifier.CheckpointFile{Path: absPath(path), Role: role, Format: format, Size: size, SHA256: sum})
+	f.files = append(f.files, File{Path: absPath(path), Role: role, Format: format, Size: size, SHA256: sum})
 	return nil
 }
 

@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"vtune/backend"
-	"vtune/verifier"
 )
 
 // Checkpoint formats, as recorded in the provenance.
@@ -68,30 +67,36 @@ type Expect struct {
 	Pieces []string
 }
 
-// ExpectFromKey takes what a checkpoint must match from a key.
-func ExpectFromKey(k *verifier.Key) Expect {
-	e := Expect{Vocab: k.Base.Vocab}
-	// Only an Ollama key holds an Ollama (Go) template; llama.cpp's is Jinja.
-	if k.Base.Backend == "ollama" {
-		e.Template = k.Base.Template
-	}
-	seen := map[string]bool{}
-	for _, g := range k.Groups {
-		for _, t := range g.Tokens {
-			if !seen[t] {
-				seen[t] = true
-				e.Pieces = append(e.Pieces, t)
-			}
-		}
-	}
-	return e
+// Provenance records what was loaded: the checkpoint's files with their SHA-256, and the server
+// that runs it.
+type Provenance struct {
+	Checkpoint    string // Options.Path
+	Format        string // FormatGGUF, FormatHF, FormatLoRASafetensors or FormatLoRAGGUF
+	Architecture  string // e.g. llama, qwen2, from the GGUF or config.json
+	Base          string // Options.Base, for an adapter
+	Files         []File
+	Server        string // "ollama" or "llamacpp"
+	ServerVersion string // as the server reports it
+	// Placement is where the model runs, as the server reports it: "CPU", "GPU", or a split such
+	// as "38% GPU, 62% CPU"; Offload adds the server's own figures (bytes in VRAM, layers).
+	Placement string
+	Offload   string
+}
+
+// File is one file of a checkpoint.
+type File struct {
+	Path   string
+	Role   string // model, adapter, base, converted (the GGUF made from a folder)
+	Format string
+	Size   int64
+	SHA256 string
 }
 
 // Model is a loaded checkpoint: a backend for it, its provenance, and Close.
 type Model struct {
 	backend.Backend
 	Name       string // the model's name on the server
-	Provenance verifier.Provenance
+	Provenance Provenance
 	closers    []func(context.Context) error
 }
 
@@ -148,7 +153,7 @@ func Open(ctx context.Context, opt Options) (m *Model, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Provenance = verifier.Provenance{Checkpoint: opt.Path, Format: ck.format, Files: ck.files}
+	m.Provenance = Provenance{Checkpoint: opt.Path, Format: ck.format, Files: ck.files}
 	if ck.adapter() {
 		if opt.Base == "" {
 			return m, bad(opt.Path, "is a LoRA adapter: give the model it adapts with --base PATH|NAME")
