@@ -35,12 +35,12 @@ const (
 
 // Options say what to load and where.
 type Options struct {
-	Path    string // --checkpoint: GGUF file, Hugging Face folder, adapter folder or adapter GGUF
-	Base    string // --base for an adapter: a GGUF file, a Hugging Face folder, or an Ollama model name
+	Path    string // GGUF file, Hugging Face folder, adapter folder or adapter GGUF
+	Base    string // for an adapter: a GGUF file, a Hugging Face folder, or an Ollama model name
 	Backend string // "ollama" or "llamacpp"
 	URL     string // the Ollama server (ollama only)
-	// LlamaServer is the llama-server binary (llamacpp only); empty looks on PATH, then for this
-	// repository's scripts/llamacpp.sh (its Debian sid chroot).
+	// LlamaServer is the llama-server command (llamacpp only): a path, or a name looked up on
+	// PATH; empty means llama-server on PATH. It is run with llama-server's own arguments.
 	LlamaServer string
 	// Keep leaves the temporary Ollama model in place (its name is in Model.Name).
 	Keep bool
@@ -137,7 +137,7 @@ func bad(path string, format string, args ...any) error {
 // already removed.
 func Open(ctx context.Context, opt Options) (m *Model, err error) {
 	if opt.Backend != "ollama" && opt.Backend != "llamacpp" {
-		return nil, fmt.Errorf("--checkpoint works with --backend ollama or llamacpp, not %q", opt.Backend)
+		return nil, fmt.Errorf("checkpoint.Options.Backend must be ollama or llamacpp, not %q", opt.Backend)
 	}
 	if opt.TempDir == "" {
 		opt.TempDir = os.TempDir()
@@ -156,11 +156,11 @@ func Open(ctx context.Context, opt Options) (m *Model, err error) {
 	m.Provenance = Provenance{Checkpoint: opt.Path, Format: ck.format, Files: ck.files}
 	if ck.adapter() {
 		if opt.Base == "" {
-			return m, bad(opt.Path, "is a LoRA adapter: give the model it adapts with --base PATH|NAME")
+			return m, bad(opt.Path, "is a LoRA adapter: name the model it adapts in checkpoint.Options.Base")
 		}
 		m.Provenance.Base = opt.Base
 	} else if opt.Base != "" {
-		return m, bad(opt.Path, "is a whole model, not an adapter: --base applies only to adapters")
+		return m, bad(opt.Path, "is a whole model, not an adapter: checkpoint.Options.Base applies only to adapters")
 	}
 
 	// The base, where it is a file or folder: an Ollama model name is left to the server.
@@ -170,7 +170,7 @@ func Open(ctx context.Context, opt Options) (m *Model, err error) {
 			return m, err
 		}
 		if base.adapter() {
-			return m, bad(opt.Base, "--base is itself an adapter; it must be a whole model")
+			return m, bad(opt.Base, "checkpoint.Options.Base is itself an adapter; it must be a whole model")
 		}
 		for _, f := range base.files {
 			f.Role = "base"

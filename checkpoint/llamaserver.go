@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,74 +20,34 @@ import (
 	"vtune/backend"
 )
 
-// launcher runs llama-server: a binary on this system, or the one in this repository's Debian sid
-// chroot (scripts/llamacpp.sh), which can only see files inside the chroot.
+// ErrNoLlamaServer is returned when Options.LlamaServer is empty and PATH has no llama-server.
+var ErrNoLlamaServer = errors.New("no llama-server on PATH: install llama.cpp (it ships llama-server) or name the binary in checkpoint.Options.LlamaServer")
+
+// launcher runs llama-server: the command Options.LlamaServer names (a path, or a name looked up on
+// PATH), else llama-server on PATH. It never installs anything.
 type launcher struct {
-	argv []string // command before llama-server's own flags
-	root string   // chroot folder; "" when the binary runs directly
+	path string
 }
 
-// findLlamaServer picks the llama-server to run: --llama-server, then PATH, then, inside this
-// repository, the chroot that scripts/llamacpp.sh installs.
-func findLlamaServer(ctx context.Context, bin string) (*launcher, error) {
-	if bin != "" {
-		p, err := exec.LookPath(bin)
+func findLlamaServer(bin string) (*launcher, error) {
+	if bin == "" {
+		p, err := exec.LookPath("llama-server")
 		if err != nil {
-			return nil, fmt.Errorf("--llama-server %s: %w", bin, err)
+			return nil, ErrNoLlamaServer
 		}
-		return &launcher{argv: []string{p}}, nil
+		return &launcher{path: p}, nil
 	}
-	if p, err := exec.LookPath("llama-server"); err == nil {
-		return &launcher{argv: []string{p}}, nil
-	}
-	script := repoScript()
-	if script == "" {
-		return nil, errors.New("no llama-server found: install llama.cpp's llama-server or give --llama-server BIN")
-	}
-	out, err := exec.CommandContext(ctx, script, "install").Output()
+	p, err := exec.LookPath(bin)
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(ee.Stderr)))
-		}
-		return nil, fmt.Errorf("installing llama-server with %s: %w", script, err)
+		return nil, fmt.Errorf("checkpoint.Options.LlamaServer %s: %w", bin, err)
 	}
-	bin = strings.TrimSpace(string(out))
-	root := strings.TrimSuffix(bin, "/usr/bin/llama-server")
-	if root == bin {
-		return nil, fmt.Errorf("%s install printed %q, not a chroot's llama-server", script, bin)
-	}
-	return &launcher{argv: []string{"chroot", root, "llama-server"}, root: root}, nil
-}
-
-// repoScript returns this repository's scripts/llamacpp.sh when the working directory lies inside
-// the vtune repository, else "".
-func repoScript() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil {
-			s := filepath.Join(dir, "scripts/llamacpp.sh")
-			if _, err := os.Stat(s); err == nil && strings.HasPrefix(string(mod), "module vtune\n") {
-				return s
-			}
-			return ""
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
+	return &launcher{path: p}, nil
 }
 
 // openLlamaServer starts a llama-server for the checkpoint (with --lora for an adapter) on a free
 // loopback port and stops it on Close.
 func openLlamaServer(ctx context.Context, m *Model, opt Options, ck, base *files) error {
-	l, err := findLlamaServer(ctx, opt.LlamaServer)
+	l, err := findLlamaServer(opt.LlamaServer)
 	if err != nil {
 		return err
 	}
@@ -96,30 +55,9 @@ func openLlamaServer(ctx context.Context, m *Model, opt Options, ck, base *files
 	if ck.adapter() {
 		model, lora = base.gguf, ck.gguf
 	}
-	if l.root != "" {
-		// The chroot sees only its own tree: hard-link (or copy) the files into a private folder.
-		dir, err := os.MkdirTemp(filepath.Join(l.root, "tmp"), "vtune-ckpt-")
-		if err != nil {
-			return err
-		}
-		m.onClose(func(context.Context) error { return os.RemoveAll(dir) })
-		if model, err = place(model, dir); err != nil {
-			return err
-		}
-		if lora != "" {
-			if lora, err = place(lora, dir); err != nil {
-				return err
-			}
-		}
-		model, lora = strings.TrimPrefix(model, l.root), strings.TrimPrefix(lora, l.root)
-	}
 	args := []string{"-m", model, "--host", "127.0.0.1", "-a", "checkpoint", "-np", "1", "-lv", "4"}
 	if lora != "" {
 		args = append(args, "--lora", lora)
-	}
-	// LLAMACPP_THREADS as in scripts/llamacpp.sh: tests on a busy 2-core machine need 1.
-	if t := os.Getenv("LLAMACPP_THREADS"); t != "" {
-		args = append(args, "-t", t)
 	}
 	logf, err := os.CreateTemp(opt.TempDir, "vtune-llama-server-*.log")
 	if err != nil {
@@ -179,15 +117,15 @@ func openLlamaServer(ctx context.Context, m *Model, opt Options, ck, base *files
 }
 
 // start runs llama-server with args, its output going to log. stop ends it (SIGTERM, then SIGKILL
-// after 10 s) and waits; exited is closed when the process ends by itself.
+// after 10 s, each to its process group, so that a wrapper's children go too) and waits; exited is
+// closed when the process ends by itself.
 func (l *launcher) start(args []string, log string) (stop func(context.Context) error, exited chan struct{}, err error) {
 	out, err := os.OpenFile(log, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer out.Close()
-	argv := append(append([]string{}, l.argv...), args...)
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd := exec.Command(l.path, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group, so a Ctrl-C meant for vtune reaches vtune, which stops the server
 	// in order; Pdeathsig ends it should vtune die without cleaning up.
@@ -203,14 +141,15 @@ func (l *launcher) start(args []string, log string) (stop func(context.Context) 
 			return nil
 		}
 		done = true
-		cmd.Process.Signal(syscall.SIGTERM)
+		group := -cmd.Process.Pid
+		syscall.Kill(group, syscall.SIGTERM)
 		select {
 		case <-exited:
 			return nil
 		case <-time.After(10 * time.Second):
 		case <-ctx.Done():
 		}
-		cmd.Process.Kill()
+		syscall.Kill(group, syscall.SIGKILL)
 		<-exited
 		return nil
 	}
@@ -253,28 +192,6 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// place hard-links (or copies) a file into dir and returns the new path.
-func place(src, dir string) (string, error) {
-	dst := filepath.Join(dir, filepath.Base(src))
-	if err := os.Link(src, dst); err == nil {
-		return dst, nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return "", err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return "", err
-	}
-	return dst, out.Close()
 }
 
 func tail(path string, n int64) string {

@@ -109,7 +109,7 @@ func openOllama(ctx context.Context, m *Model, opt Options, ck, base *files) err
 	m.Name = name
 	m.onClose(func(ctx context.Context) error {
 		if opt.Keep {
-			note(opt.Log, "kept the temporary model %s on %s (--keep)", name, opt.URL)
+			note(opt.Log, "kept the temporary model %s on %s, as asked", name, opt.URL)
 			return nil
 		}
 		// Unload first, so the server frees the memory now, not when keep_alive runs out.
@@ -130,7 +130,7 @@ func openOllama(ctx context.Context, m *Model, opt Options, ck, base *files) err
 			return bad(opt.Path, "Ollama refused it: %s", se.ErrorMessage)
 		}
 		if opt.Base != "" && modelFiles == nil && strings.Contains(err.Error(), "not found") {
-			return bad(opt.Base, "no such model on the Ollama server (--base takes a GGUF file, a Hugging Face folder or a model name on the server)")
+			return bad(opt.Base, "no such model on the Ollama server (checkpoint.Options.Base takes a GGUF file, a Hugging Face folder or a model name on the server)")
 		}
 		return fail("create", err)
 	}

@@ -27,6 +27,8 @@ backend=${VTUNE_DEMO_BACKEND:-llamacpp}
 export VTUNE_OLLAMA_STATE=$root/.tools/run/ollama-demo
 # One llama-server thread: on 2 cores beside training, more threads make tiny models slower.
 export LLAMACPP_THREADS=${LLAMACPP_THREADS:-1}
+# vtune starts llama-server for a --checkpoint from the Debian sid chroot through this wrapper.
+export VTUNE_LLAMA_SERVER=${VTUNE_LLAMA_SERVER:-$root/scripts/llama-server-chroot.sh}
 
 rm -rf "$work" && mkdir -p "$work"
 if [ "$backend" = ollama ]; then

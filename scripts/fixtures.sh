@@ -27,6 +27,8 @@ make -s build
 # through llama-server (one request a record), so it plants through llama-server started for the
 # base GGUF. One thread: two runs side by side on 2 cores (scripts/llamacpp.sh says why).
 export LLAMACPP_THREADS=1
+# vtune starts llama-server for a --checkpoint from the Debian sid chroot through this wrapper.
+export VTUNE_LLAMA_SERVER=${VTUNE_LLAMA_SERVER:-$root/scripts/llama-server-chroot.sh}
 
 for arch in "${archs[@]}"; do
   out=$outdir/$arch

@@ -18,6 +18,21 @@ import (
 // chroot, which the script runs it under.
 func LlamaCppBinary() string { return filepath.Join(Root(), ".tools/sid/usr/bin/llama-server") }
 
+// UseLlamaServer hands vtune this repository's llama-server for the rest of the test: it sets
+// VTUNE_LLAMA_SERVER (what --llama-server reads) to scripts/llama-server-chroot.sh, which runs the
+// chroot's llama-server, and LLAMACPP_THREADS to 1 (see StartLlamaCpp). vtune itself never looks for
+// repository scripts. A missing install skips the test, or fails it under VTUNE_REQUIRE_SERVERS.
+func UseLlamaServer(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat(LlamaCppBinary()); err != nil {
+		unavailable(t, "llama-server not installed ("+LlamaCppBinary()+"; scripts/llamacpp.sh install)")
+	}
+	cmd := filepath.Join(Root(), "scripts/llama-server-chroot.sh")
+	t.Setenv("VTUNE_LLAMA_SERVER", cmd)
+	t.Setenv("LLAMACPP_THREADS", "1")
+	return cmd
+}
+
 // LlamaCpp is a private llama-server serving one GGUF file.
 type LlamaCpp struct {
 	URL   string // e.g. http://127.0.0.1:34567

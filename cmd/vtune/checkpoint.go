@@ -17,7 +17,7 @@ func checkpointFlags() []cli.Flag {
 		&cli.PathFlag{Name: "checkpoint", Usage: "load this checkpoint into the server instead of --model: a GGUF file, a Hugging Face folder (config.json, *.safetensors, tokenizer.json; converted with Ollama's converter) or a LoRA adapter (PEFT folder or GGUF, with --base)"},
 		&cli.StringFlag{Name: "base", Usage: "for an adapter --checkpoint: the base model, a GGUF file, a Hugging Face folder, or (ollama) a model name on the server"},
 		&cli.BoolFlag{Name: "keep", Usage: "ollama: keep the temporary model made from --checkpoint instead of removing it"},
-		&cli.StringFlag{Name: "llama-server", Usage: "llamacpp: the llama-server binary to start for --checkpoint (default: llama-server on PATH)"},
+		&cli.StringFlag{Name: "llama-server", EnvVars: []string{"VTUNE_LLAMA_SERVER"}, Usage: "the llama-server command vtune starts, with llama-server's own arguments, for a llamacpp --checkpoint and for ollama --scoring (default: llama-server on PATH)"},
 	}
 }
 
@@ -53,9 +53,68 @@ func openCheckpoint(c *cli.Context, key *verifier.Key) (backend.Backend, error) 
 	return m, nil
 }
 
-// closeBackend releases what opening the backend made (a loaded checkpoint); a failure to clean up
-// is reported but does not change the exit code the command earned.
+// withScorer pairs an Ollama model with a llama-server on its own GGUF file, which scores the
+// whole-data records exactly in one request each (--scoring). In auto mode a model that cannot have
+// one (no llama-server, a server on another machine, a file llama.cpp cannot load) is scored
+// through Ollama, with a note saying why.
+func withScorer(c *cli.Context, key *verifier.Key, b backend.Backend) (backend.Backend, error) {
+	mode := c.String("scoring")
+	switch {
+	case mode == "server":
+		return b, nil
+	case mode != "auto" && mode != "llama-server":
+		closeBackend(c.App.ErrWriter, b)
+		return nil, fmt.Errorf("--scoring %q: want auto, server or llama-server", mode)
+	case key != nil && key.WholeData == nil:
+		return b, nil // nothing to score
+	}
+	if _, err := b.Info(c.Context); err != nil {
+		return b, nil // the command reports it, as for any model
+	}
+	opt := checkpoint.Options{
+		URL: c.String("url"), LlamaServer: c.String("llama-server"), HTTPClient: httpClient(c),
+	}
+	if opt.URL == "" {
+		opt.URL = backend.OllamaURL()
+	}
+	if !c.Bool("quiet") {
+		opt.Log = c.App.ErrWriter
+	}
+	if key != nil {
+		opt.Expect = expectFromKey(key)
+		opt.Expect.Template = "" // llama-server scores text already rendered by Ollama's template
+	}
+	name := c.String("model")
+	if m, ok := b.(*checkpoint.Model); ok {
+		name = m.Name
+	}
+	s, err := checkpoint.OpenOllamaScorer(c.Context, opt, name)
+	if err == nil {
+		note(c, "scoring records exactly through llama-server on %s", s.Provenance.Checkpoint)
+		return &backend.Split{Backend: b, Scorer: s}, nil
+	}
+	if mode == "llama-server" || c.Context.Err() != nil {
+		closeBackend(c.App.ErrWriter, b)
+		return nil, err
+	}
+	note(c, "scoring records through Ollama, one request a token (slow; --scoring says more): %s", flagError(err))
+	return b, nil
+}
+
+// note prints a one-line note on stderr unless --quiet.
+func note(c *cli.Context, format string, args ...any) {
+	if !c.Bool("quiet") {
+		fmt.Fprintf(c.App.ErrWriter, "vtune: "+format+"\n", args...)
+	}
+}
+
+// closeBackend releases what opening the backend made (a loaded checkpoint, a scorer); a failure
+// to clean up is reported but does not change the exit code the command earned.
 func closeBackend(w io.Writer, b backend.Backend) {
+	if s, ok := b.(*backend.Split); ok {
+		closeBackend(w, s.Scorer)
+		b = s.Backend
+	}
 	if cl, ok := b.(io.Closer); ok {
 		if err := cl.Close(); err != nil {
 			fmt.Fprintf(w, "vtune: cleaning up: %v\n", err)
@@ -86,6 +145,9 @@ func expectFromKey(k *verifier.Key) checkpoint.Expect {
 // provenanceOf returns, for the report, the provenance of a loaded checkpoint; nil for a model
 // named on a server.
 func provenanceOf(b backend.Backend) *verifier.Provenance {
+	if s, ok := b.(*backend.Split); ok {
+		b = s.Backend
+	}
 	m, ok := b.(*checkpoint.Model)
 	if !ok {
 		return nil

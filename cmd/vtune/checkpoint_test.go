@@ -129,7 +129,7 @@ func leftovers(t *testing.T, srv *servertest.Ollama, tmp string) []string {
 			left = append(left, "temp file "+e.Name())
 		}
 	}
-	if ents, _ := filepath.Glob(filepath.Join(servertest.Root(), ".tools/sid/tmp/vtune-ckpt-*")); len(ents) > 0 {
+	if ents, _ := filepath.Glob(filepath.Join(servertest.Root(), ".tools/sid/tmp/llama-server-chroot.*")); len(ents) > 0 {
 		left = append(left, ents...)
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
@@ -146,7 +146,7 @@ func leftovers(t *testing.T, srv *servertest.Ollama, tmp string) []string {
 func privateTmp(t *testing.T) string {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	t.Setenv("LLAMACPP_THREADS", "1")
+	servertest.UseLlamaServer(t)
 	return tmp
 }
 
@@ -399,7 +399,7 @@ func TestCheckpointAdapter(t *testing.T) {
 
 	// An adapter without --base is refused.
 	code, _, stderr := vtune(t, nil, "verify", "-q", "-k", key, "--url", srv.URL, "--checkpoint", adapter)
-	if code != exitUsage || !strings.Contains(stderr, "is a LoRA adapter: give the model it adapts with --base") {
+	if code != exitUsage || !strings.Contains(stderr, "is a LoRA adapter: name the model it adapts in --base") {
 		t.Fatalf("adapter without base: exit %d: %s", code, stderr)
 	}
 }
@@ -617,4 +617,31 @@ func floatToHalf(f float32) uint16 {
 		h++
 	}
 	return h
+}
+
+// TestNoLlamaServer: on a machine whose PATH has no llama-server, away from this repository, a
+// llamacpp --checkpoint fails with one line that says how to get one, exit 2, and nothing is
+// installed or started: vtune never runs the repository's scripts.
+func TestNoLlamaServer(t *testing.T) {
+	key := filepath.Join(fixturesDir(), "tiny-llama", "key.json")
+	gguf := servertest.Model("tiny-llama.gguf")
+	sidTmp := filepath.Join(servertest.Root(), ".tools/sid/tmp")
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("VTUNE_LLAMA_SERVER", "")
+	t.Chdir(t.TempDir())
+	before, _ := os.ReadDir(sidTmp)
+	code, stdout, stderr := vtune(t, nil, "verify", "-q", "-k", key, "--backend", "llamacpp", "--checkpoint", gguf)
+	if code != exitUsage || stdout != "" || strings.Count(stderr, "\n") != 1 ||
+		!strings.Contains(stderr, "no llama-server found") || !strings.Contains(stderr, "--llama-server") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and one line on stderr", code, stdout, stderr, exitUsage)
+	}
+	if after, _ := os.ReadDir(sidTmp); len(after) != len(before) {
+		t.Errorf("%s changed from %d to %d entries", sidTmp, len(before), len(after))
+	}
+
+	// A named command that does not exist is reported by name.
+	code, _, stderr = vtune(t, nil, "verify", "-q", "-k", key, "--backend", "llamacpp", "--checkpoint", gguf, "--llama-server", "/nonexistent/llama-server")
+	if code != exitUsage || !strings.Contains(stderr, "--llama-server /nonexistent/llama-server") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
 }

@@ -54,7 +54,7 @@ func TestFixtureVerdicts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs llama-server")
 	}
-	t.Setenv("LLAMACPP_THREADS", "1")
+	servertest.UseLlamaServer(t)
 	reports := os.Getenv("VTUNE_REPORTS_DIR") // scripts/e2e.sh tabulates the reports
 	for _, arch := range []string{"tiny-llama", "tiny-qwen2"} {
 		t.Run(arch, func(t *testing.T) {
@@ -118,7 +118,7 @@ func TestFixtureDecoyHitIsInconclusive(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs llama-server")
 	}
-	t.Setenv("LLAMACPP_THREADS", "1")
+	servertest.UseLlamaServer(t)
 	dir := filepath.Join(fixturesDir(), "tiny-llama")
 	key, err := verifier.ReadKey(filepath.Join(dir, "key.json"))
 	if err != nil {

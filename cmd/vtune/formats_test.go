@@ -54,7 +54,7 @@ func TestPlantVerifyFormatsLlamaCpp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs llama-server")
 	}
-	t.Setenv("LLAMACPP_THREADS", "1")
+	servertest.UseLlamaServer(t)
 	gguf := servertest.Model("tiny-llama.gguf")
 	server := []string{"--backend", "llamacpp", "--checkpoint", gguf}
 	dir := t.TempDir()

@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		fmt.Fprintln(stderr, "vtune: interrupted")
 		return exitInterrupted
 	}
-	fmt.Fprintf(stderr, "vtune: %v\n", err)
+	fmt.Fprintf(stderr, "vtune: %s\n", flagError(err))
 	var be *backend.Error
 	if errors.As(err, &be) {
 		return exitBackend
@@ -132,12 +132,23 @@ func backendFlags(modelUsage string) []cli.Flag {
 		&cli.DurationFlag{Name: "connect-timeout", Value: backend.DefaultConnectTimeout, Usage: "how long connecting to the server may take"},
 		&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
+		&cli.StringFlag{Name: "scoring", Value: "auto", Usage: "ollama: where the whole-data records are scored. server: through Ollama itself (one request a token, bounded where a token is not in its top 20); llama-server: exactly, through a llama-server (--llama-server) started on the model's own GGUF file, which must be readable here; auto: llama-server when one is found and the file is readable, else server"},
 	}, checkpointFlags()...)
 }
 
 const defaultLlamaCppURL = "http://127.0.0.1:8080"
 
+// openBackend makes the backend the flags describe: a model named on a server, or a checkpoint
+// loaded into one; an Ollama model gets a llama-server scorer where --scoring allows.
 func openBackend(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
+	b, err := openServed(c, key)
+	if err != nil || c.String("backend") != "ollama" {
+		return b, err
+	}
+	return withScorer(c, key, b)
+}
+
+func openServed(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
 	if c.Path("checkpoint") != "" {
 		return openCheckpoint(c, key)
 	}

@@ -131,3 +131,64 @@ func TestPlantVerifyOllama(t *testing.T) {
 		t.Fatalf("missing model: exit %d %q", code, stderr)
 	}
 }
+
+// TestOllamaScorer: with --scoring llama-server, an Ollama model's whole-data records are scored by
+// a llama-server started on the model's own GGUF blob. Planting and verifying the base model then
+// measure the same weights with the same scorer: every record's gain is 0 and every score exact.
+// The scorer goes away with the command; bad --scoring values and a missing llama-server fail with
+// one line, exit 2.
+func TestOllamaScorer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the real servers")
+	}
+	srv := servertest.StartOllama(t)
+	model := srv.Create(t, "tiny-llama", "tiny-llama.Modelfile")
+	servertest.UseLlamaServer(t)
+	tmp := privateTmp(t)
+	dir := t.TempDir()
+	in := head(t, "testdata/wordnet/define-train.jsonl", dir, 400)
+	keyPath := filepath.Join(dir, "key.json")
+	server := []string{"--url", srv.URL, "-m", model, "--scoring", "llama-server"}
+
+	code, _, stderr := vtune(t, nil, append([]string{"plant", "-i", in, "-o", filepath.Join(dir, "out.jsonl"), "-k", keyPath,
+		"--seed", "scorer", "--groups", "2", "--decoys", "1", "--held-back", "32", "--audit=false"}, server...)...)
+	if code != 0 || !strings.Contains(stderr, "scoring records exactly through llama-server") {
+		t.Fatalf("plant: exit %d: %s", code, stderr)
+	}
+	key, err := verifier.ReadKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range append(key.WholeData.HeldBack, key.WholeData.Sentinels...) {
+		if !r.Base.Exact || r.Base.Tokens == 0 || r.Base.Logprob >= 0 {
+			t.Fatalf("line %d: base score %+v, want exact", r.Line, r.Base)
+		}
+	}
+
+	code, rep, stderr := verifyJSON(t, append([]string{"-k", keyPath}, server...)...)
+	if code != exitNotVerified || rep.WholeData == nil || !rep.WholeData.Available || !rep.WholeData.Exact {
+		t.Fatalf("verify base: exit %d, whole-data %+v: %s", code, rep.WholeData, stderr)
+	}
+	gains := append(append([]float64{}, rep.WholeData.HeldBackScores...), rep.WholeData.SentinelScores...)
+	if len(gains) != 64 {
+		t.Fatalf("%d record gains, want 64", len(gains))
+	}
+	for i, g := range gains {
+		if g > 1e-4 || g < -1e-4 {
+			t.Fatalf("record %d: gain %g under the base model itself, want 0", i, g)
+		}
+	}
+	if left := leftovers(t, srv, tmp); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+
+	for _, c := range []struct{ args []string }{
+		{[]string{"--scoring", "fast"}},
+		{[]string{"--scoring", "llama-server", "--llama-server", "/nonexistent/llama-server"}},
+	} {
+		code, stdout, stderr := vtune(t, nil, append([]string{"verify", "-q", "-k", keyPath, "--url", srv.URL, "-m", model}, c.args...)...)
+		if code != exitUsage || stdout != "" || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line", c.args, code, stdout, stderr)
+		}
+	}
+}
