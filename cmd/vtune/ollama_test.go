@@ -50,9 +50,10 @@ func TestPlantVerifyOllama(t *testing.T) {
 	orig, _ := os.ReadFile(in)
 	out, keyPath := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "key.json")
 
-	// The whole-data test at its smallest (32 and 32): Ollama scores a record one request a token.
+	// The whole-data test at its smallest (32 and 32), scored by Ollama itself, one request a token
+	// (TestOllamaScorer covers --scoring llama-server).
 	code, stdout, stderr := vtune(t, nil, "plant", "-i", in, "-o", out, "-k", keyPath,
-		"--url", srv.URL, "-m", model, "--seed", "integration", "--json", "--held-back", "32")
+		"--url", srv.URL, "-m", model, "--scoring", "server", "--seed", "integration", "--json", "--held-back", "32")
 	if code != 0 {
 		t.Fatalf("plant: exit %d: %s", code, stderr)
 	}
@@ -109,7 +110,7 @@ func TestPlantVerifyOllama(t *testing.T) {
 		}
 	}
 
-	code, stdout, stderr = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", model, "--llr=false")
+	code, stdout, stderr = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", model, "--scoring", "server", "--llr=false")
 	if code != exitNotVerified {
 		t.Fatalf("verify base: exit %d, want 1; %s %s", code, stdout, stderr)
 	}
@@ -119,7 +120,7 @@ func TestPlantVerifyOllama(t *testing.T) {
 		}
 	}
 	// The base model scores its own signatures exactly as planting recorded them: LLR 0.
-	code, stdout, _ = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", model, "--json")
+	code, stdout, _ = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", model, "--scoring", "server", "--json")
 	var rep verifier.Report
 	json.Unmarshal([]byte(stdout), &rep)
 	if code != 1 || rep.MeanLLRPlanted == nil || *rep.MeanLLRPlanted > 1e-3 || *rep.MeanLLRPlanted < -1e-3 || rep.DecoyHits != 0 {
