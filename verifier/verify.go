@@ -49,7 +49,13 @@ type VerifyOptions struct {
 	// log-likelihood ratio against the base model.
 	LLR bool
 	// Reveal puts the model's outputs in the report (they contain the signatures on a hit).
-	Reveal   bool
+	Reveal bool
+	// Parallel is how many requests may be in flight at once (queries, then record scores);
+	// below 2, one at a time. The backend must be safe for concurrent use. Results do not depend
+	// on it, only the order in which the server sees the requests.
+	Parallel int
+	// Progress, if set, is told how far the long steps are; it is called from one goroutine
+	// at a time.
 	Progress func(stage string, done, total int)
 }
 
@@ -161,26 +167,18 @@ func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions)
 	rep := &Report{Model: info, BaseModel: key.Base, Records: key.Records, Copies: key.Planted, OutputRecords: key.OutputRecords(),
 		Test: opt.Test, Alpha: opt.Alpha, BaseExact: true, LLRExact: opt.LLR}
 
-	total := 0
-	for _, g := range key.Groups {
-		total += queries(g, opt.Queries)
+	results, err := queryAll(ctx, b, key, opt)
+	if err != nil {
+		return nil, err
 	}
-	done := 0
 	var agn []stats.AgnosticGroup
 	var base []stats.BaseGroup
 	var llrPlanted, llrDecoy []float64
-	for _, g := range key.Groups {
+	for gi, g := range key.Groups {
 		gr := GroupResult{ID: g.ID, Decoy: g.Decoy, Hosts: g.Hosts, Log10Q: stats.Log10(g.LogQ)}
 		var logBase []float64
-		for i, pr := range g.Prompts[:queries(g, opt.Queries)] {
-			if opt.Progress != nil {
-				opt.Progress(StageVerify, done, total)
-			}
-			res, err := query(ctx, b, g, pr, opt)
-			if err != nil {
-				return nil, fmt.Errorf("group %d: %w", g.ID, err)
-			}
-			done++
+		for i, res := range results[gi] {
+			pr := g.Prompts[i]
 			gr.Hit = gr.Hit || res.Hit
 			logBase = append(logBase, pr.Base.Logprob)
 			rep.BaseExact = rep.BaseExact && (pr.Base.Exact || g.Decoy)
@@ -216,9 +214,6 @@ func Verify(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions)
 			base = append(base, stats.BaseGroup{LogBase: logBase, Hit: gr.Hit})
 		}
 		rep.Groups = append(rep.Groups, gr)
-	}
-	if opt.Progress != nil {
-		opt.Progress(StageVerify, total, total)
 	}
 	if rep.Queries > 0 {
 		rep.Activation /= float64(rep.Queries)
@@ -269,6 +264,43 @@ func (r *Report) decide() {
 		}
 	}
 	r.Verified = r.Verdict == Verified
+}
+
+// queryAll queries every group's prompts (opt.Queries of each), opt.Parallel at a time, and
+// returns the results by group and prompt, in the key's order whatever the parallelism.
+func queryAll(ctx context.Context, b backend.Backend, key *Key, opt VerifyOptions) ([][]PromptResult, error) {
+	type job struct{ group, prompt int }
+	var jobs []job
+	results := make([][]PromptResult, len(key.Groups))
+	for gi, g := range key.Groups {
+		results[gi] = make([]PromptResult, queries(g, opt.Queries))
+		for pi := range results[gi] {
+			jobs = append(jobs, job{gi, pi})
+		}
+	}
+	var progress func(int)
+	if opt.Progress != nil {
+		progress = func(done int) { opt.Progress(StageVerify, done, len(jobs)) }
+	}
+	err := inParallel(ctx, opt.Parallel, indexes(len(jobs)), progress, func(ctx context.Context, j int) error {
+		g := key.Groups[jobs[j].group]
+		res, err := query(ctx, b, g, g.Prompts[jobs[j].prompt], opt)
+		if err != nil {
+			return fmt.Errorf("group %d: %w", g.ID, err)
+		}
+		results[jobs[j].group][jobs[j].prompt] = res
+		return nil
+	})
+	return results, err
+}
+
+// indexes returns 0, 1, ..., n-1.
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 func queries(g Group, n int) int {

@@ -87,24 +87,25 @@ func wholeDataTest(ctx context.Context, b backend.Backend, info backend.ModelInf
 	}
 	recs := w.records()
 	scores := make([]float64, len(recs))
-	for n, i := range interleave(key, len(recs)) {
-		if opt.Progress != nil {
-			opt.Progress(StageScore, n, len(recs))
-		}
+	exact := make([]bool, len(recs))
+	var progress func(int)
+	if opt.Progress != nil {
+		progress = func(done int) { opt.Progress(StageScore, done, len(recs)) }
+	}
+	err := inParallel(ctx, opt.Parallel, interleave(key, len(recs)), progress, func(ctx context.Context, i int) error {
 		r := recs[i]
 		sc, err := scoreAnswer(ctx, b, r.Messages, r.Answer)
 		if err != nil {
-			return nil, fmt.Errorf("whole-data record of line %d: %w", r.Line, err)
-		}
-		if math.IsNaN(sc.Logprob) || math.IsInf(sc.Logprob, 0) {
-			return nil, fmt.Errorf("whole-data record of line %d: the server gave log-probability %v", r.Line, sc.Logprob)
+			return fmt.Errorf("whole-data record of line %d: %w", r.Line, err)
 		}
 		scores[i] = (sc.Logprob - r.Base.Logprob) / float64(r.Base.Tokens)
-		res.Exact = res.Exact && sc.Exact && r.Base.Exact
+		exact[i] = sc.Exact && r.Base.Exact
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if opt.Progress != nil {
-		opt.Progress(StageScore, len(recs), len(recs))
-	}
+	res.Exact = !slices.Contains(exact, false)
 	res.HeldBackScores, res.SentinelScores = scores[:len(w.HeldBack)], scores[len(w.HeldBack):]
 	return res, res.decide()
 }

@@ -1,11 +1,18 @@
 package verifier
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"vtune/backend"
+	"vtune/backend/fake"
 )
 
 // The whole-data test is refused against a server on another network, whatever its stack; the
@@ -78,4 +85,58 @@ func TestDrawWeightedCapsLongRecords(t *testing.T) {
 	if got != 200 {
 		t.Errorf("the long record was drawn in %d of 200 draws", got)
 	}
+}
+
+// Verify gives the same report whatever its parallelism: the queries and record scores run
+// concurrently (under -race in make test), and their results land in the key's order.
+func TestVerifyParallelSameReport(t *testing.T) {
+	dir := t.TempDir()
+	in := writeMixed(t, dir, 2000)
+	key, _ := plantFake(t, dir, in, 6, testParams())
+	honest := fake.New("honest")
+	learnFile(t, honest, filepath.Join(dir, "out.jsonl"), func([]backend.Message, string) bool { return true })
+	var want []byte
+	for _, n := range []int{1, 4, 16} {
+		calls, over := 0, false
+		opt := VerifyOptions{Alpha: 1e-6, MinShare: DefaultMinShare, AlphaData: DefaultAlphaData, LLR: true, Reveal: true, Parallel: n,
+			Progress: func(stage string, done, total int) { calls, over = calls+1, over || done > total }}
+		rep, err := Verify(context.Background(), honest, key, opt)
+		if err != nil {
+			t.Fatalf("parallel %d: %v", n, err)
+		}
+		got, _ := json.Marshal(rep)
+		if want == nil {
+			want = got
+			if rep.Verdict != Verified {
+				t.Fatalf("honest model: %s %q", rep.Verdict, rep.Reasons)
+			}
+		} else if !bytes.Equal(got, want) {
+			t.Errorf("parallel %d: report differs from the sequential one:\n%s\n%s", n, got, want)
+		}
+		if calls == 0 || over {
+			t.Errorf("parallel %d: %d progress calls, done beyond total: %v", n, calls, over)
+		}
+	}
+
+	// A failing request stops the run with its error, whatever the parallelism.
+	bad := failing{honest, key.WholeData.Sentinels[5].Answer}
+	for _, n := range []int{1, 4} {
+		_, err := Verify(context.Background(), bad, key, VerifyOptions{Alpha: 1e-6, MinShare: DefaultMinShare, AlphaData: DefaultAlphaData, Parallel: n})
+		if err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("parallel %d: error %v, want the refusal", n, err)
+		}
+	}
+}
+
+// failing is a model that refuses to score one text.
+type failing struct {
+	*fake.Model
+	text string
+}
+
+func (f failing) ScoreText(ctx context.Context, prompt, text string) (backend.Score, error) {
+	if text == f.text {
+		return backend.Score{}, errors.New("refused")
+	}
+	return f.Model.ScoreText(ctx, prompt, text)
 }

@@ -22,7 +22,7 @@ func LlamaCppBinary() string { return filepath.Join(Root(), ".tools/sid/usr/bin/
 // VTUNE_LLAMA_SERVER (what --llama-server reads) to scripts/llama-server-chroot.sh, which runs the
 // chroot's llama-server, and LLAMACPP_THREADS to 1 (see StartLlamaCpp). vtune itself never looks for
 // repository scripts. A missing install skips the test, or fails it under VTUNE_REQUIRE_SERVERS.
-func UseLlamaServer(t *testing.T) string {
+func UseLlamaServer(t testing.TB) string {
 	t.Helper()
 	if _, err := os.Stat(LlamaCppBinary()); err != nil {
 		unavailable(t, "llama-server not installed ("+LlamaCppBinary()+"; scripts/llamacpp.sh install)")

@@ -53,8 +53,8 @@ func openCheckpoint(c *cli.Context, key *verifier.Key) (backend.Backend, error) 
 	return m, nil
 }
 
-// withScorer pairs an Ollama model with a llama-server on its own GGUF file, which scores the
-// whole-data records exactly in one request each (--scoring). In auto mode a model that cannot have
+// withScorer pairs an Ollama model with a llama-server on its own GGUF file, which teacher-forces
+// signatures and whole-data records exactly in one request each (--scoring). In auto mode a model that cannot have
 // one (no llama-server, a server on another machine, a file llama.cpp cannot load) is scored
 // through Ollama, with a note saying why.
 func withScorer(c *cli.Context, key *verifier.Key, b backend.Backend) (backend.Backend, error) {
@@ -65,8 +65,6 @@ func withScorer(c *cli.Context, key *verifier.Key, b backend.Backend) (backend.B
 	case mode != "auto" && mode != "llama-server":
 		closeBackend(c.App.ErrWriter, b)
 		return nil, fmt.Errorf("--scoring %q: want auto, server or llama-server", mode)
-	case key != nil && key.WholeData == nil:
-		return b, nil // nothing to score
 	}
 	if _, err := b.Info(c.Context); err != nil {
 		return b, nil // the command reports it, as for any model

@@ -132,7 +132,7 @@ func backendFlags(modelUsage string) []cli.Flag {
 		&cli.DurationFlag{Name: "connect-timeout", Value: backend.DefaultConnectTimeout, Usage: "how long connecting to the server may take"},
 		&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
-		&cli.StringFlag{Name: "scoring", Value: "auto", Usage: "ollama: where the whole-data records are scored. server: through Ollama itself (one request a token, bounded where a token is not in its top 20); llama-server: exactly, through a llama-server (--llama-server) started on the model's own GGUF file, which must be readable here; auto: llama-server when one is found and the file is readable, else server"},
+		&cli.StringFlag{Name: "scoring", Value: "auto", Usage: "ollama: where teacher-forced scores (signatures, whole-data records) are computed; decoding stays on Ollama. server: by Ollama itself, one request a token, bounded where a token is not in its top 20; llama-server: exactly, one request a text, by a llama-server (--llama-server) started on the model's own GGUF file, which must be readable here; auto: llama-server when one is found and the file is readable, else server"},
 	}, checkpointFlags()...)
 }
 

@@ -133,9 +133,10 @@ func TestPlantVerifyOllama(t *testing.T) {
 	}
 }
 
-// TestOllamaScorer: with --scoring llama-server, an Ollama model's whole-data records are scored by
-// a llama-server started on the model's own GGUF blob. Planting and verifying the base model then
-// measure the same weights with the same scorer: every record's gain is 0 and every score exact.
+// TestOllamaScorer: with --scoring llama-server, an Ollama model's signatures and whole-data records
+// are scored by a llama-server started on the model's own GGUF blob. Planting and verifying the base
+// model then measure the same weights with the same scorer: every record's gain is 0, every score
+// exact, and the signatures' LLR 0.
 // The scorer goes away with the command; bad --scoring values and a missing llama-server fail with
 // one line, exit 2.
 func TestOllamaScorer(t *testing.T) {
@@ -169,6 +170,9 @@ func TestOllamaScorer(t *testing.T) {
 	code, rep, stderr := verifyJSON(t, append([]string{"-k", keyPath}, server...)...)
 	if code != exitNotVerified || rep.WholeData == nil || !rep.WholeData.Available || !rep.WholeData.Exact {
 		t.Fatalf("verify base: exit %d, whole-data %+v: %s", code, rep.WholeData, stderr)
+	}
+	if rep.MeanLLRPlanted == nil || *rep.MeanLLRPlanted > 1e-4 || *rep.MeanLLRPlanted < -1e-4 {
+		t.Errorf("base model: mean LLR of its own signatures %v, want 0", rep.MeanLLRPlanted)
 	}
 	gains := append(append([]float64{}, rep.WholeData.HeldBackScores...), rep.WholeData.SentinelScores...)
 	if len(gains) != 64 {

@@ -1,4 +1,4 @@
-package backend_test
+package checkpoint_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"vtune/backend"
 	"vtune/backend/servertest"
+	"vtune/checkpoint"
 )
 
 // BenchmarkScoreVsGreedy compares the two calls a verification makes per prompt: greedy decoding of
@@ -18,13 +19,22 @@ import (
 //   - signature: the third-ranked text token at every step, as planting draws signatures, which
 //     the model would not say itself: the case of the base model and of decoys.
 //
-// A fresh backend per iteration, as a verification sees a new prompt per group.
+// Three stacks: llama-server; Ollama scoring by itself (one request a target token); and Ollama
+// with a llama-server on the model's own GGUF blob as its scorer (checkpoint.OpenOllamaScorer,
+// what --scoring auto picks), where greedy decoding stays on Ollama. A fresh backend per
+// iteration, as a verification sees a new prompt per group (the scorer is started once).
 //
-//	go test -run x -bench ScoreVsGreedy ./backend
+//	go test -run x -bench ScoreVsGreedy ./checkpoint
 func BenchmarkScoreVsGreedy(b *testing.B) {
 	lsrv := servertest.StartLlamaCpp(b, servertest.Model("tiny-llama.gguf"))
 	osrv := servertest.StartOllama(b)
 	name := osrv.Create(b, "tiny-llama", "tiny-llama.Modelfile")
+	scorer, err := checkpoint.OpenOllamaScorer(context.Background(),
+		checkpoint.Options{URL: osrv.URL, LlamaServer: servertest.UseLlamaServer(b)}, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer scorer.Close()
 	stacks := []struct {
 		name string
 		open func() backend.Backend
@@ -42,6 +52,13 @@ func BenchmarkScoreVsGreedy(b *testing.B) {
 				b.Fatal(err)
 			}
 			return o
+		}},
+		{"ollama+llama-server", func() backend.Backend {
+			o, err := backend.NewOllama(osrv.URL, name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return &backend.Split{Backend: o, Scorer: scorer}
 		}},
 	}
 	const n = 24
