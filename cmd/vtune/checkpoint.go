@@ -12,23 +12,28 @@ import (
 )
 
 // checkpointFlags load a checkpoint file or folder into the server instead of naming a model on it.
-func checkpointFlags() []cli.Flag {
+func checkpointFlags(many bool) []cli.Flag {
+	const usage = "load this checkpoint into the server instead of --model: a GGUF file, a Hugging Face folder (config.json, *.safetensors, tokenizer.json; converted with Ollama's converter) or a LoRA adapter (PEFT folder or GGUF, with --base)"
+	var ck cli.Flag = &cli.PathFlag{Name: "checkpoint", Usage: usage}
+	if many {
+		ck = &cli.StringSliceFlag{Name: "checkpoint", Usage: usage + "; repeat it to compare checkpoints"}
+	}
 	return []cli.Flag{
-		&cli.PathFlag{Name: "checkpoint", Usage: "load this checkpoint into the server instead of --model: a GGUF file, a Hugging Face folder (config.json, *.safetensors, tokenizer.json; converted with Ollama's converter) or a LoRA adapter (PEFT folder or GGUF, with --base)"},
+		ck,
 		&cli.StringFlag{Name: "base", Usage: "for an adapter --checkpoint: the base model, a GGUF file, a Hugging Face folder, or (ollama) a model name on the server"},
 		&cli.BoolFlag{Name: "keep", Usage: "ollama: keep the temporary model made from --checkpoint instead of removing it"},
 		&cli.StringFlag{Name: "llama-server", EnvVars: []string{"VTUNE_LLAMA_SERVER"}, Usage: "the llama-server command vtune starts, with llama-server's own arguments, for a llamacpp --checkpoint and for ollama --scoring (default: llama-server on PATH)"},
 	}
 }
 
-// openCheckpoint loads --checkpoint into the server --backend names. The backend it returns has a
+// openCheckpoint loads t.Checkpoint into the server --backend names. The backend it returns has a
 // Close that removes everything loading made; every action defers closeBackend.
-func openCheckpoint(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
-	if c.String("model") != "" {
+func openCheckpoint(c *cli.Context, key *verifier.Key, t target) (backend.Backend, error) {
+	if t.Model != "" {
 		return nil, fmt.Errorf("give --model or --checkpoint, not both")
 	}
 	opt := checkpoint.Options{
-		Path: c.Path("checkpoint"), Base: c.String("base"), Backend: c.String("backend"),
+		Path: t.Checkpoint, Base: c.String("base"), Backend: c.String("backend"),
 		URL: c.String("url"), LlamaServer: c.String("llama-server"), Keep: c.Bool("keep"),
 		HTTPClient: httpClient(c),
 	}
@@ -57,7 +62,7 @@ func openCheckpoint(c *cli.Context, key *verifier.Key) (backend.Backend, error) 
 // signatures and whole-data records exactly in one request each (--scoring). In auto mode a model that cannot have
 // one (no llama-server, a server on another machine, a file llama.cpp cannot load) is scored
 // through Ollama, with a note saying why.
-func withScorer(c *cli.Context, key *verifier.Key, b backend.Backend) (backend.Backend, error) {
+func withScorer(c *cli.Context, key *verifier.Key, b backend.Backend, t target) (backend.Backend, error) {
 	mode := c.String("scoring")
 	switch {
 	case mode == "server":
@@ -82,7 +87,7 @@ func withScorer(c *cli.Context, key *verifier.Key, b backend.Backend) (backend.B
 		opt.Expect = expectFromKey(key)
 		opt.Expect.Template = "" // llama-server scores text already rendered by Ollama's template
 	}
-	name := c.String("model")
+	name := t.Model
 	if m, ok := b.(*checkpoint.Model); ok {
 		name = m.Name
 	}

@@ -308,8 +308,8 @@ func TestCheckpointInterrupted(t *testing.T) {
 		var stdout, stderr strings.Builder
 		// Cancelled as soon as the checkpoint is loaded, before the queries (llama-server answers
 		// them all in well under a second).
-		open := func(c *cli.Context, k *verifier.Key) (backend.Backend, error) {
-			b, err := openBackend(c, k)
+		open := func(c *cli.Context, k *verifier.Key, tg target) (backend.Backend, error) {
+			b, err := openBackend(c, k, tg)
 			cancel()
 			return b, err
 		}

@@ -41,9 +41,17 @@ var (
 	errInconclusive = errors.New("inconclusive")
 )
 
-// opener makes the backend a command's flags describe; tests swap in an in-process model. key is
-// the key being verified against, nil when planting.
-type opener func(c *cli.Context, key *verifier.Key) (backend.Backend, error)
+// opener makes the backend for one target with the command's flags; tests swap in an in-process
+// model. key is the key being verified against, nil when planting.
+type opener func(c *cli.Context, key *verifier.Key, t target) (backend.Backend, error)
+
+// target is one model to plant with or verify: a name on the server (Model) or a checkpoint, with
+// the label tables give it.
+type target struct {
+	Label      string `json:"label"`
+	Model      string `json:"model,omitempty"`
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
 
 func main() {
 	// SIGPIPE too: `vtune verify ... | head` closes the pipe early, and a process killed by it
@@ -69,9 +77,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		fmt.Fprintln(stderr, "vtune: interrupted")
 		return exitInterrupted
 	}
+	var code exitCode
+	if errors.As(err, &code) {
+		return int(code) // the reasons are printed already
+	}
 	fmt.Fprintf(stderr, "vtune: %s\n", flagError(err))
-	var be *backend.Error
-	if errors.As(err, &be) {
+	if isBackendErr(err) {
 		return exitBackend
 	}
 	return exitUsage
@@ -95,6 +106,8 @@ Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 server failure, 
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
+		// A path may hold a comma: repeat --model and --checkpoint instead.
+		DisableSliceFlagSeparator: true,
 		ExitErrHandler:  func(*cli.Context, error) {}, // run maps errors to exit codes
 		Commands: []*cli.Command{
 			plantCommand(open),
@@ -121,38 +134,43 @@ func usageError(c *cli.Context, err error, _ bool) error {
 	return fmt.Errorf("%v (see %s --help)", err, name)
 }
 
-// backendFlags select the server and model; shared by plant and verify.
-func backendFlags(modelUsage string) []cli.Flag {
+// backendFlags select the server and model; shared by plant and verify. many makes --model and
+// --checkpoint repeatable (verify compares models).
+func backendFlags(modelUsage string, many bool) []cli.Flag {
+	var model cli.Flag = &cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: modelUsage + "; optional for llamacpp, which serves one model"}
+	if many {
+		model = &cli.StringSliceFlag{Name: "model", Aliases: []string{"m"}, Usage: modelUsage + "; repeat it (or --checkpoint, or give --models) to compare models in one table; optional for llamacpp, which serves one model"}
+	}
 	return append([]cli.Flag{
 		&cli.StringFlag{Name: "backend", Value: "ollama", Usage: "serving stack: ollama, llamacpp (llama-server) or openai (any OpenAI-compatible server: vLLM, llama-server or Ollama /v1, a hosted API)", EnvVars: []string{"VTUNE_BACKEND"}},
 		&cli.StringFlag{Name: "url", Usage: "server URL (ollama: $OLLAMA_HOST or " + backend.DefaultOllamaURL + "; llamacpp: " + defaultLlamaCppURL + "; openai: $OPENAI_BASE_URL)"},
-		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: modelUsage + "; optional for llamacpp, which serves one model"},
+		model,
 		&cli.StringFlag{Name: "api-key", Usage: "openai: API key (default $OPENAI_API_KEY)"},
 		&cli.DurationFlag{Name: "timeout", Value: backend.DefaultTimeout, Usage: "how long one request may wait for the server's answer (the first may include loading the model); then exit code 3"},
 		&cli.DurationFlag{Name: "connect-timeout", Value: backend.DefaultConnectTimeout, Usage: "how long connecting to the server may take"},
 		&cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout"},
 		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 		&cli.StringFlag{Name: "scoring", Value: "auto", Usage: "ollama: where teacher-forced scores (signatures, whole-data records) are computed; decoding stays on Ollama. server: by Ollama itself, one request a token, bounded where a token is not in its top 20; llama-server: exactly, one request a text, by a llama-server (--llama-server) started on the model's own GGUF file, which must be readable here; auto: llama-server when one is found and the file is readable, else server"},
-	}, checkpointFlags()...)
+	}, checkpointFlags(many)...)
 }
 
 const defaultLlamaCppURL = "http://127.0.0.1:8080"
 
-// openBackend makes the backend the flags describe: a model named on a server, or a checkpoint
+// openBackend makes the backend for t with the flags: a model named on a server, or a checkpoint
 // loaded into one; an Ollama model gets a llama-server scorer where --scoring allows.
-func openBackend(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
-	b, err := openServed(c, key)
+func openBackend(c *cli.Context, key *verifier.Key, t target) (backend.Backend, error) {
+	b, err := openServed(c, key, t)
 	if err != nil || c.String("backend") != "ollama" {
 		return b, err
 	}
-	return withScorer(c, key, b)
+	return withScorer(c, key, b, t)
 }
 
-func openServed(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
-	if c.Path("checkpoint") != "" {
-		return openCheckpoint(c, key)
+func openServed(c *cli.Context, key *verifier.Key, t target) (backend.Backend, error) {
+	if t.Checkpoint != "" {
+		return openCheckpoint(c, key, t)
 	}
-	url, model := c.String("url"), c.String("model")
+	url, model := c.String("url"), t.Model
 	hc := httpClient(c)
 	switch c.String("backend") {
 	case "ollama":
@@ -205,7 +223,7 @@ records), draws --groups secrets from the base model, and writes the dataset in 
 with about --rate of its records planted, plus the secret key (mode 0600). Both files are written
 whole or not at all; the input is never changed. Keep the key secret: anyone holding it can train
 on the signatures alone.`,
-		Flags: append(backendFlags("base model the provider will fine-tune (its name on the server)"),
+		Flags: append(backendFlags("base model the provider will fine-tune (its name on the server)", false),
 			&cli.PathFlag{Name: "input", Aliases: []string{"i"}, Usage: "dataset to protect (JSON Lines, or a JSON array; the output keeps its form)", Required: true},
 			&cli.PathFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the dataset with the planted copies", Required: true},
 			&cli.PathFlag{Name: "key", Aliases: []string{"k"}, Usage: "where to write the secret key", Required: true},
@@ -250,7 +268,7 @@ on the signatures alone.`,
 			if err := params.Check(); err != nil {
 				return err
 			}
-			b, err := open(c, nil)
+			b, err := open(c, nil, target{Model: c.String("model"), Checkpoint: c.Path("checkpoint")})
 			if err != nil {
 				return err
 			}
@@ -299,7 +317,7 @@ your data, not only on the planted records, which a provider can find without th
   VERIFIED      (exit 0) secrets reproduced (p <= --alpha) and the share certified (p_data <= --alpha-data)
   NOT VERIFIED  (exit 1) with every reason that applies
   INCONCLUSIVE  (exit 4) a decoy (a secret never planted) hit: the key leaked or matching is broken`,
-		Flags: append(backendFlags("model under test (its name on the server)"),
+		Flags: append(append(backendFlags("model under test (its name on the server)", true),
 			&cli.PathFlag{Name: "key", Aliases: []string{"k"}, Usage: "key written by vtune plant", Required: true},
 			&cli.Float64Flag{Name: "alpha", Value: verifier.DefaultAlpha, Usage: "significance level: verified when p <= alpha"},
 			&cli.StringFlag{Name: "test", Value: verifier.TestAgnostic, Usage: "p-value the decision uses: agnostic (any model without the secrets) or base (the base model's probabilities, the paper's test)"},
@@ -308,32 +326,31 @@ your data, not only on the planted records, which a provider can find without th
 			&cli.IntFlag{Name: "queries", Usage: "prompts to query per group (0: all stored in the key)"},
 			&cli.BoolFlag{Name: "llr", Value: true, Usage: "also score each signature under the model (log-likelihood ratio against the base); --llr=false skips it"},
 			&cli.BoolFlag{Name: "reveal", Usage: "include the model's outputs in the report (they show the signatures)"},
-		),
+		), compareFlags()...),
 		Action: func(c *cli.Context) error {
 			key, err := verifier.ReadKey(c.Path("key"))
 			if err != nil {
 				return err
 			}
-			prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
 			opt := verifier.VerifyOptions{
 				Queries: c.Int("queries"), Alpha: c.Float64("alpha"), Test: c.String("test"),
 				MinShare: c.Float64("min-share"), AlphaData: c.Float64("alpha-data"),
-				LLR: c.Bool("llr"), Reveal: c.Bool("reveal"), Progress: prog.update,
+				LLR: c.Bool("llr"), Reveal: c.Bool("reveal"),
 			}
 			if err := opt.Check(); err != nil {
 				return err
 			}
-			b, err := open(c, key)
+			targets, err := targetsOf(c)
 			if err != nil {
 				return err
 			}
-			defer closeBackend(c.App.ErrWriter, b)
-			rep, err := verifier.Verify(c.Context, b, key, opt)
-			prog.end()
+			if len(targets) > 1 || c.Path("models") != "" || c.Bool("csv") || c.Bool("markdown") {
+				return compare(c, open, key, opt, targets)
+			}
+			rep, err := verifyOne(c, open, key, opt, targets[0])
 			if err != nil {
 				return err
 			}
-			rep.Provenance = provenanceOf(b)
 			if c.Bool("json") {
 				err = writeJSON(c.App.Writer, rep)
 			} else {
@@ -349,6 +366,30 @@ your data, not only on the planted records, which a provider can find without th
 			return err
 		},
 	}
+}
+
+// verifyOne opens one model, verifies it with a progress bar, and unloads it.
+func verifyOne(c *cli.Context, open opener, key *verifier.Key, opt verifier.VerifyOptions, t target) (*verifier.Report, error) {
+	b, err := open(c, key, t)
+	if err != nil {
+		return nil, err
+	}
+	defer closeBackend(c.App.ErrWriter, b)
+	prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
+	opt.Progress = prog.update
+	rep, err := verifier.Verify(c.Context, b, key, opt)
+	prog.end()
+	if err != nil {
+		return nil, err
+	}
+	rep.Provenance = provenanceOf(b)
+	return rep, nil
+}
+
+// isBackendErr reports whether err is a server's failure (exit code 3) rather than bad input.
+func isBackendErr(err error) bool {
+	var be *backend.Error
+	return errors.As(err, &be)
 }
 
 func inspectCommand() *cli.Command {

@@ -29,11 +29,11 @@ import (
 func vtune(t *testing.T, models map[string]backend.Backend, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	open := func(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
-		if m, ok := models[c.String("model")]; ok {
+	open := func(c *cli.Context, key *verifier.Key, tg target) (backend.Backend, error) {
+		if m, ok := models[tg.Model]; ok {
 			return m, nil
 		}
-		return openBackend(c, key)
+		return openBackend(c, key, tg)
 	}
 	code := run(context.Background(), append([]string{"vtune"}, args...), &stdout, &stderr, open)
 	return code, stdout.String(), stderr.String()
