@@ -108,7 +108,7 @@ Exit codes: 0 verified, 1 not verified, 2 bad input or usage, 3 server failure, 
 		HideHelpCommand: true,
 		// A path may hold a comma: repeat --model and --checkpoint instead.
 		DisableSliceFlagSeparator: true,
-		ExitErrHandler:  func(*cli.Context, error) {}, // run maps errors to exit codes
+		ExitErrHandler:            func(*cli.Context, error) {}, // run maps errors to exit codes
 		Commands: []*cli.Command{
 			plantCommand(open),
 			verifyCommand(open),
