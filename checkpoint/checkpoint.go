@@ -42,12 +42,21 @@ type Options struct {
 	// LlamaServer is the llama-server command (llamacpp only): a path, or a name looked up on
 	// PATH; empty means llama-server on PATH. It is run with llama-server's own arguments.
 	LlamaServer string
+	// Quantize, when set, loads the checkpoint quantized to this GGUF type (QuantTypes), made
+	// with LlamaQuantize into TempDir and removed on Close; with no llama-quantize, an Ollama load
+	// of a type in OllamaQuantTypes is quantized by the server.
+	Quantize string
+	// LlamaQuantize is the llama-quantize command: a path, or a name looked up on PATH; empty
+	// means llama-quantize on PATH.
+	LlamaQuantize string
 	// Keep leaves the temporary Ollama model in place (its name is in Model.Name).
 	Keep bool
 	// TempDir holds converted files while the model is loaded; default os.TempDir().
 	TempDir string
 	// Expect is what the key knows about the base model; zero when planting.
 	Expect Expect
+
+	quantizeOnServer string // set by Open: the type Ollama's create makes
 	// Log receives one-line notes on slow steps (converting, uploading); nil for none.
 	Log io.Writer
 	// HTTPClient is the client of the backend handed back; nil means http.DefaultClient.
@@ -81,12 +90,14 @@ type Provenance struct {
 	// as "38% GPU, 62% CPU"; Offload adds the server's own figures (bytes in VRAM, layers).
 	Placement string
 	Offload   string
+	// Quantization is Options.Quantize when the model was loaded quantized.
+	Quantization string
 }
 
 // File is one file of a checkpoint.
 type File struct {
 	Path   string
-	Role   string // model, adapter, base, converted (the GGUF made from a folder)
+	Role   string // model, adapter, base, converted (the GGUF made from a folder), quantized
 	Format string
 	Size   int64
 	SHA256 string
@@ -198,6 +209,12 @@ func Open(ctx context.Context, opt Options) (m *Model, err error) {
 	}
 	if err := conv(ck); err != nil {
 		return m, err
+	}
+	if opt.Quantize != "" {
+		if opt.quantizeOnServer, err = quantize(ctx, m, opt, ck); err != nil {
+			return m, err
+		}
+		m.Provenance.Quantization = strings.ToUpper(opt.Quantize)
 	}
 	if err := conv(base); err != nil {
 		return m, err

@@ -94,6 +94,7 @@ func openOllama(ctx context.Context, m *Model, opt Options, ck, base *files) err
 	} else {
 		req.From = opt.Base // an Ollama model name
 	}
+	req.Quantize = opt.quantizeOnServer
 	if opt.Expect.Template != "" {
 		req.Template = opt.Expect.Template
 		st := opt.Expect.Stop

@@ -215,6 +215,8 @@ type Provenance struct {
 	// as "38% GPU, 62% CPU"; Offload adds the server's own figures (bytes in VRAM, layers).
 	Placement string `json:"placement,omitempty"`
 	Offload   string `json:"offload,omitempty"`
+	// Quantization is the GGUF type the checkpoint was quantized to before loading, if any.
+	Quantization string `json:"quantization,omitempty"`
 }
 
 // CheckpointFile is one file of a checkpoint.
@@ -233,6 +235,9 @@ func (p *Provenance) write(w io.Writer) {
 	}
 	if p.Base != "" {
 		fmt.Fprintf(w, ", over base %s", p.Base)
+	}
+	if p.Quantization != "" {
+		fmt.Fprintf(w, ", loaded quantized to %s", p.Quantization)
 	}
 	fmt.Fprintln(w, ")")
 	for _, f := range p.Files {

@@ -20,7 +20,8 @@ func LlamaCppBinary() string { return filepath.Join(Root(), ".tools/sid/usr/bin/
 
 // UseLlamaServer hands vtune this repository's llama-server for the rest of the test: it sets
 // VTUNE_LLAMA_SERVER (what --llama-server reads) to scripts/llama-server-chroot.sh, which runs the
-// chroot's llama-server, and LLAMACPP_THREADS to 1 (see StartLlamaCpp). vtune itself never looks for
+// chroot's llama-server, VTUNE_LLAMA_QUANTIZE likewise to scripts/llama-quantize-chroot.sh, and
+// LLAMACPP_THREADS to 1 (see StartLlamaCpp). vtune itself never looks for
 // repository scripts. A missing install skips the test, or fails it under VTUNE_REQUIRE_SERVERS.
 func UseLlamaServer(t testing.TB) string {
 	t.Helper()
@@ -29,6 +30,7 @@ func UseLlamaServer(t testing.TB) string {
 	}
 	cmd := filepath.Join(Root(), "scripts/llama-server-chroot.sh")
 	t.Setenv("VTUNE_LLAMA_SERVER", cmd)
+	t.Setenv("VTUNE_LLAMA_QUANTIZE", filepath.Join(Root(), "scripts/llama-quantize-chroot.sh"))
 	t.Setenv("LLAMACPP_THREADS", "1")
 	return cmd
 }

@@ -33,7 +33,7 @@ func openCheckpoint(c *cli.Context, key *verifier.Key, t target) (backend.Backen
 		return nil, fmt.Errorf("give --model or --checkpoint, not both")
 	}
 	opt := checkpoint.Options{
-		Path: t.Checkpoint, Base: c.String("base"), Backend: c.String("backend"),
+		Path: t.Checkpoint, Quantize: t.Quantize, LlamaQuantize: c.String("llama-quantize"), Base: c.String("base"), Backend: c.String("backend"),
 		URL: c.String("url"), LlamaServer: c.String("llama-server"), Keep: c.Bool("keep"),
 		HTTPClient: httpClient(c),
 	}
@@ -163,6 +163,6 @@ func provenanceOf(b backend.Backend) *verifier.Provenance {
 	return &verifier.Provenance{
 		Checkpoint: p.Checkpoint, Format: p.Format, Architecture: p.Architecture, Base: p.Base,
 		Files: files, Server: p.Server, ServerVersion: p.ServerVersion,
-		Placement: p.Placement, Offload: p.Offload,
+		Placement: p.Placement, Offload: p.Offload, Quantization: p.Quantization,
 	}
 }

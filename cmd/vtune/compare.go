@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -10,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"vtune/checkpoint"
 	"vtune/verifier"
 )
 
@@ -23,7 +26,38 @@ func compareFlags() []cli.Flag {
 		&cli.PathFlag{Name: "models", Usage: "file naming the models to compare, one per line: a model name on the server or a checkpoint path, then optionally a label (# starts a comment)"},
 		&cli.BoolFlag{Name: "csv", Usage: "with several models: print the table as CSV (p-values as log10)"},
 		&cli.BoolFlag{Name: "markdown", Usage: "with several models: print the table as Markdown"},
+		&cli.StringFlag{Name: "quantize", Usage: "also verify each --checkpoint quantized to these GGUF types, comma-separated (e.g. Q8_0,Q4_K_M,Q4_0; made with llama-quantize in a temporary place and removed afterwards; without one, ollama quantizes F16, Q8_0, Q4_K_M and Q4_K_S itself)"},
+		&cli.StringFlag{Name: "llama-quantize", EnvVars: []string{"VTUNE_LLAMA_QUANTIZE"}, Usage: "the llama-quantize command for --quantize (default: llama-quantize on PATH)"},
 	}
+}
+
+// withQuantizations adds, after each checkpoint, one target per --quantize type, checked first.
+func withQuantizations(c *cli.Context, ts []target) ([]target, error) {
+	list := c.String("quantize")
+	if list == "" {
+		return ts, nil
+	}
+	var types []string
+	for _, q := range strings.Split(list, ",") {
+		q, err := checkpoint.CheckQuant(q)
+		if err != nil {
+			return nil, fmt.Errorf("--quantize: %v", err)
+		}
+		if !slices.Contains(types, q) {
+			types = append(types, q)
+		}
+	}
+	var out []target
+	for _, t := range ts {
+		if t.Checkpoint == "" {
+			return nil, fmt.Errorf("--quantize: %q is a model on the server, served as it is: give the checkpoint file with --checkpoint", t.Label)
+		}
+		out = append(out, t)
+		for _, q := range types {
+			out = append(out, target{Label: t.Label + "@" + q, Checkpoint: t.Checkpoint, Quantize: q})
+		}
+	}
+	return out, nil
 }
 
 // targetsOf collects the models to verify from --model, --checkpoint and --models, refusing
@@ -68,8 +102,15 @@ func targetsOf(c *cli.Context) ([]target, error) {
 			}
 		}
 	}
+	if len(ts) == 0 && c.String("quantize") != "" {
+		return nil, errors.New("--quantize needs --checkpoint")
+	}
 	if len(ts) == 0 {
 		ts = append(ts, target{}) // llamacpp serves one model and needs no name
+	}
+	ts, err := withQuantizations(c, ts)
+	if err != nil {
+		return nil, err
 	}
 	if len(ts) > 1 && c.String("backend") == "openai" {
 		return nil, fmt.Errorf("several models: compare them through ollama or llamacpp")

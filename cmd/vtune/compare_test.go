@@ -139,3 +139,65 @@ func TestCompareBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantize verifies a fixture GGUF as it is and quantized to Q8_0 and Q4_0 through llama.cpp:
+// three rows, each quantization recorded in the provenance with a smaller file, and no quantized
+// file, chroot link or server left afterwards.
+func TestQuantize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs llama-server and llama-quantize")
+	}
+	servertest.UseLlamaServer(t)
+	tmp := privateTmp(t)
+	dir := filepath.Join(fixturesDir(), "tiny-llama")
+	gguf := filepath.Join(dir, "honest.gguf")
+	code, stdout, stderr := vtune(t, nil, "verify", "-q", "--json", "-k", filepath.Join(dir, "key.json"), "--backend", "llamacpp",
+		"--llr=false", "--checkpoint", gguf, "--quantize", "q8_0,Q4_0")
+	var rows []compared
+	if err := json.Unmarshal([]byte(stdout), &rows); err != nil || len(rows) != 3 || code > exitNotVerified {
+		t.Fatalf("exit %d, %v, %d rows: %s\n%s", code, err, len(rows), stdout, stderr)
+	}
+	orig := rows[0].Report.Provenance.Files[0].Size
+	for i, q := range []string{"", "Q8_0", "Q4_0"} {
+		r := rows[i]
+		p := r.Report.Provenance
+		if r.Quantize != q || p == nil || p.Quantization != q || (q != "" && r.Label != gguf+"@"+q) {
+			t.Fatalf("row %d: %+v, provenance %+v", i, r.target, p)
+		}
+		t.Logf("%-6s %s, %d/%d hits, log10 p_agnostic %.1f", q, r.Report.Verdict, r.Report.Hits, r.Report.Planted, r.Report.Log10PAgnostic)
+		if q == "" {
+			continue
+		}
+		last := p.Files[len(p.Files)-1]
+		if last.Role != "quantized" || last.Format != "gguf "+q || last.Size <= 0 || last.Size >= orig {
+			t.Errorf("%s: quantized file %+v, original %d bytes", q, last, orig)
+		}
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) > 0 {
+		t.Errorf("left in TMPDIR: %v", ents)
+	}
+	for _, pat := range []string{"llama-server-chroot.*", "llama-quantize-chroot.*"} {
+		if left, _ := filepath.Glob(filepath.Join(servertest.Root(), ".tools/sid/tmp", pat)); len(left) > 0 {
+			t.Errorf("left in the chroot: %v", left)
+		}
+	}
+}
+
+// Bad --quantize input fails before any server work.
+func TestQuantizeBadInput(t *testing.T) {
+	key := filepath.Join(fixturesDir(), "tiny-llama", "key.json")
+	gguf := servertest.Model("tiny-llama.gguf")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--checkpoint", gguf, "--quantize", "Q4_0,Q9_9"}, `--quantize: unknown quantization type "Q9_9": want one of F32,`},
+		{[]string{"-m", "tiny", "--quantize", "Q4_0"}, `--quantize: "tiny" is a model on the server`},
+		{[]string{"--quantize", "Q4_0"}, "--quantize needs --checkpoint"},
+	} {
+		code, stdout, stderr := vtune(t, nil, append([]string{"verify", "-q", "-k", key, "--url", "http://127.0.0.1:9"}, c.args...)...)
+		if code != exitUsage || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, code, stdout, stderr, c.want)
+		}
+	}
+}

@@ -51,6 +51,7 @@ type target struct {
 	Label      string `json:"label"`
 	Model      string `json:"model,omitempty"`
 	Checkpoint string `json:"checkpoint,omitempty"`
+	Quantize   string `json:"quantize,omitempty"` // load the checkpoint quantized to this type
 }
 
 func main() {
@@ -344,7 +345,7 @@ your data, not only on the planted records, which a provider can find without th
 			if err != nil {
 				return err
 			}
-			if len(targets) > 1 || c.Path("models") != "" || c.Bool("csv") || c.Bool("markdown") {
+			if len(targets) > 1 || c.Path("models") != "" || c.Bool("csv") || c.Bool("markdown") || c.String("quantize") != "" {
 				return compare(c, open, key, opt, targets)
 			}
 			rep, err := verifyOne(c, open, key, opt, targets[0])
