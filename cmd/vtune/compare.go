@@ -2,16 +2,16 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
