@@ -20,9 +20,9 @@ import (
 	"vtune/verifier/stats"
 )
 
-// docsDir, when set, writes the example figures of docs/plots.md there:
+// docsDir, when set, writes the example figures there; docs/img/pvalues.png is the pvalues.png of
 //
-//	go test ./verifier/plot -run TestExample -docs ../../docs/img
+//	go test ./verifier/plot -run TestExample -docs /tmp/example
 var docsDir = flag.String("docs", "", "write the example figures into this directory")
 
 // keepDir, when set, keeps every test's figures there, one folder per test, to look at them.
@@ -87,9 +87,9 @@ func fakeWholeData(t *testing.T, rng *rand.Rand, shift, trained float64) verifie
 	for range 200 {
 		wd.HeldBackScores = append(wd.HeldBackScores, 0.02+0.05*rng.NormFloat64())
 	}
-	for i := range 100 {
+	for i := range 200 {
 		s := 0.02 + 0.05*rng.NormFloat64()
-		if float64(i) < trained*100 {
+		if float64(i) < trained*200 {
 			s += shift
 		}
 		wd.SentinelScores = append(wd.SentinelScores, s)
