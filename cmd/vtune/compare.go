@@ -18,6 +18,7 @@ import (
 
 	"vtune/checkpoint"
 	"vtune/verifier"
+	"vtune/verifier/plot"
 )
 
 // compareFlags are verify's flags for many models in one run.
@@ -26,6 +27,7 @@ func compareFlags() []cli.Flag {
 		&cli.PathFlag{Name: "models", Usage: "file naming the models to compare, one per line: a model name on the server or a checkpoint path, then optionally a label (# starts a comment)"},
 		&cli.BoolFlag{Name: "csv", Usage: "with several models: print the table as CSV (p-values as log10)"},
 		&cli.BoolFlag{Name: "markdown", Usage: "with several models: print the table as Markdown"},
+		&cli.PathFlag{Name: "plot", Usage: "also draw the results as PNG figures in this folder: -log10 p per model, planted and decoy LLRs, sentinel and held-back score distributions (docs/plots.md)"},
 		&cli.StringFlag{Name: "quantize", Usage: "also verify each --checkpoint quantized to these GGUF types, comma-separated (e.g. Q8_0,Q4_K_M,Q4_0; made with llama-quantize in a temporary place and removed afterwards; without one, ollama quantizes F16, Q8_0, Q4_K_M and Q4_K_S itself)"},
 		&cli.StringFlag{Name: "llama-quantize", EnvVars: []string{"VTUNE_LLAMA_QUANTIZE"}, Usage: "the llama-quantize command for --quantize (default: llama-quantize on PATH)"},
 	}
@@ -204,6 +206,15 @@ func compare(c *cli.Context, open opener, key *verifier.Key, opt verifier.Verify
 		worst = max(worst, row.Exit)
 		rows = append(rows, row)
 	}
+	var labeled []plot.Labeled
+	for _, r := range rows {
+		if r.Report != nil {
+			labeled = append(labeled, plot.Labeled{Label: r.Label, Report: r.Report})
+		}
+	}
+	if err := drawPlots(c, labeled); err != nil {
+		return err
+	}
 	var err error
 	switch {
 	case c.Bool("json"):
@@ -220,6 +231,22 @@ func compare(c *cli.Context, open opener, key *verifier.Key, opt verifier.Verify
 	}
 	if worst != exitVerified {
 		return exitCode(worst)
+	}
+	return nil
+}
+
+// drawPlots writes --plot's figures, naming each file on stderr (stdout may be JSON).
+func drawPlots(c *cli.Context, reps []plot.Labeled) error {
+	dir := c.Path("plot")
+	if dir == "" || len(reps) == 0 {
+		return nil
+	}
+	files, err := plot.Write(dir, reps)
+	for _, f := range files {
+		note(c, "wrote %s", f)
+	}
+	if err != nil {
+		return fmt.Errorf("--plot: %w", err)
 	}
 	return nil
 }

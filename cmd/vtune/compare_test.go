@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -50,7 +51,8 @@ func TestCompareModels(t *testing.T) {
 		b.WriteString(m.path + " " + m.label + "\n")
 	}
 	os.WriteFile(list, []byte(b.String()), 0o644)
-	code, stdout, stderr := vtune(t, nil, append([]string{"verify", "--models", list, "--json"}, common...)...)
+	plots := filepath.Join(t.TempDir(), "plots")
+	code, stdout, stderr := vtune(t, nil, append([]string{"verify", "--models", list, "--json", "--plot", plots}, common...)...)
 	if code != exitNotVerified {
 		t.Fatalf("--models --json: exit %d, want 1 (the worst of 0, 1, 1): %s", code, stderr)
 	}
@@ -62,6 +64,20 @@ func TestCompareModels(t *testing.T) {
 		want := single[models[i].label]
 		if r.Label != models[i].label || r.Report == nil || !sameReport(r.Report, want) {
 			t.Errorf("JSON row %d (%s): %+v, single run %+v", i, r.Label, r.Report, want)
+		}
+	}
+
+	// --plot: the p-value and LLR figures, and one whole-data figure per model, as PNGs.
+	for _, name := range []string{"pvalues.png", "llr.png", "wholedata-honest.png", "wholedata-half.png", "wholedata-base.png"} {
+		f, err := os.Open(filepath.Join(plots, name))
+		if err != nil {
+			t.Errorf("--plot: %v", err)
+			continue
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil || img.Bounds().Dx() < 100 || img.Bounds().Dy() < 100 {
+			t.Errorf("--plot %s: %v, %v", name, err, img)
 		}
 	}
 

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -24,6 +25,7 @@ import (
 	"vtune/backend"
 	"vtune/verifier"
 	"vtune/verifier/audit"
+	"vtune/verifier/plot"
 )
 
 // Exit codes, as documented in the README.
@@ -350,6 +352,10 @@ your data, not only on the planted records, which a provider can find without th
 			}
 			rep, err := verifyOne(c, open, key, opt, targets[0])
 			if err != nil {
+				return err
+			}
+			label := cmp.Or(targets[0].Label, rep.Model.Name, "model")
+			if err := drawPlots(c, []plot.Labeled{{Label: label, Report: rep}}); err != nil {
 				return err
 			}
 			if c.Bool("json") {
