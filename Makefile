@@ -27,7 +27,9 @@ tools: ollama llamacpp
 
 # Unit tests and the integration tests against the real servers. VTUNE_REQUIRE_SERVERS turns a
 # missing server into a failure instead of a skip.
+# go.mod must already be tidy: `go mod tidy -diff` prints what tidying would change and fails.
 test: tools
+	$(GO) mod tidy -diff
 	VTUNE_REQUIRE_SERVERS=1 $(GO) test -count=1 -timeout 20m ./...
 
 # Unit tests only: no server needed.
