@@ -58,7 +58,7 @@ func NewOllama(baseURL, model string) (*Ollama, error) {
 		return nil, fmt.Errorf("bad Ollama URL %q: want e.g. %s", baseURL, DefaultOllamaURL)
 	}
 	if model == "" {
-		return nil, errors.New("no model named: give --model")
+		return nil, errors.New("ollama: no model named")
 	}
 	return &Ollama{url: strings.TrimRight(baseURL, "/"), base: u, model: model}, nil
 }

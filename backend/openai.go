@@ -75,7 +75,7 @@ func NewOpenAI(baseURL, apiKey, model string) (*OpenAI, error) {
 		return nil, fmt.Errorf("bad OpenAI-compatible API URL %q: want e.g. http://127.0.0.1:8080/v1", baseURL)
 	}
 	if model == "" {
-		return nil, errors.New("no model named: give --model")
+		return nil, errors.New("openai: no model named")
 	}
 	base := strings.TrimRight(baseURL, "/")
 	if strings.Trim(u.Path, "/") == "" {

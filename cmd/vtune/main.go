@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -69,12 +70,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		fmt.Fprintln(stderr, "vtune: interrupted")
 		return exitInterrupted
 	}
-	fmt.Fprintf(stderr, "vtune: %v\n", err)
+	fmt.Fprintf(stderr, "vtune: %s\n", flagNames(err))
 	var be *backend.Error
 	if errors.As(err, &be) {
 		return exitBackend
 	}
 	return exitUsage
+}
+
+// flagOf names the flag that sets each option field the library reports in a *verifier.FieldError,
+// so a message speaks of what the user typed.
+var flagOf = map[string]string{
+	"Params.Groups": "--groups", "Params.Decoys": "--decoys", "Params.K": "--top-k",
+	"Params.SigLen": "--sig-len", "Params.TriggerLen": "--trigger-len", "Params.Count": "--count",
+	"Params.Rate": "--rate", "Params.Mode": "--mode", "Params.Prompts": "--prompts",
+	"Params.HeldBack": "--held-back", "Params.Sentinels": "--sentinels",
+	"VerifyOptions.Alpha": "--alpha", "VerifyOptions.Test": "--test", "VerifyOptions.Queries": "--queries",
+	"VerifyOptions.MinShare": "--min-share", "VerifyOptions.AlphaData": "--alpha-data",
+}
+
+// flagNames returns err's message with the option field it names, if any, replaced by its flag.
+func flagNames(err error) string {
+	msg := err.Error()
+	var fe *verifier.FieldError
+	if errors.As(err, &fe) {
+		if flag, ok := flagOf[fe.Field]; ok {
+			msg = strings.Replace(msg, fe.Field, flag, 1)
+		}
+	}
+	return msg
 }
 
 func newApp(stdout, stderr io.Writer, open opener) *cli.App {
@@ -142,6 +166,9 @@ func openBackend(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
 		return openCheckpoint(c, key)
 	}
 	url, model := c.String("url"), c.String("model")
+	if model == "" && c.String("backend") != "llamacpp" {
+		return nil, errors.New("no model named: give --model")
+	}
 	hc := httpClient(c)
 	switch c.String("backend") {
 	case "ollama":
