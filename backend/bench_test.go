@@ -30,14 +30,14 @@ func BenchmarkScoreVsGreedy(b *testing.B) {
 		open func() backend.Backend
 	}{
 		{"llamacpp", func() backend.Backend {
-			l, err := backend.NewLlamaCpp(lsrv.URL)
+			l, err := backend.NewLlamaCpp(mustURL(b, lsrv.URL), "", nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			return l
 		}},
 		{"ollama", func() backend.Backend {
-			o, err := backend.NewOllama(osrv.URL, name)
+			o, err := backend.NewOllama(mustURL(b, osrv.URL), name, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

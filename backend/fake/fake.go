@@ -10,6 +10,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 
 	"vtune/backend"
 )
@@ -29,8 +30,16 @@ type Model struct {
 	Vocab []string
 	// Learned maps a rendered prompt to the text greedy decoding returns after it.
 	Learned map[string]string
-	// Calls counts requests, by method name.
+	// Calls counts requests, by method name. Read it while no call is in flight.
 	Calls map[string]int
+
+	mu sync.Mutex // guards Calls: a Model is safe for concurrent use, as every backend is
+}
+
+func (m *Model) count(method string) {
+	m.mu.Lock()
+	m.Calls[method]++
+	m.mu.Unlock()
 }
 
 // New returns a fake model with the default vocabulary.
@@ -47,7 +56,7 @@ func (m *Model) Learn(msgs []backend.Message, response string) {
 
 // Info implements backend.Backend.
 func (m *Model) Info(context.Context) (backend.ModelInfo, error) {
-	m.Calls["Info"]++
+	m.count("Info")
 	return backend.ModelInfo{Backend: "fake", Name: m.Name, Vocab: len(m.Vocab), Template: "chatml"}, nil
 }
 
@@ -95,7 +104,7 @@ func (m *Model) learned(ctx string) (string, bool) {
 // Next implements backend.Backend. After a learned prompt the learned continuation's next piece
 // comes first with log-probability near 0.
 func (m *Model) Next(_ context.Context, prompt string, n int) ([]backend.Token, error) {
-	m.Calls["Next"]++
+	m.count("Next")
 	d := m.dist(prompt)
 	if rest, ok := m.learned(prompt); ok {
 		best := -1
@@ -139,7 +148,7 @@ func (m *Model) MaxTop() int { return 20 }
 
 // Greedy implements backend.Backend.
 func (m *Model) Greedy(ctx context.Context, prompt string, maxTokens int) (backend.Generation, error) {
-	m.Calls["Greedy"]++
+	m.count("Greedy")
 	var g backend.Generation
 	for range maxTokens {
 		d, _ := m.Next(ctx, prompt+g.Text, 1)
@@ -155,7 +164,7 @@ func (m *Model) Greedy(ctx context.Context, prompt string, maxTokens int) (backe
 
 // Score implements backend.Backend, exactly.
 func (m *Model) Score(ctx context.Context, prompt string, target []backend.Token) (backend.Score, error) {
-	m.Calls["Score"]++
+	m.count("Score")
 	var s backend.Score
 	prefix := ""
 	for _, t := range target {
@@ -177,7 +186,7 @@ func (m *Model) Score(ctx context.Context, prompt string, target []backend.Token
 // prompt scores about -0.1 a token, like a memorised answer; any other text gets a deterministic
 // pseudo-random value in (-5, -3] a token, like text the model never saw.
 func (m *Model) ScoreText(_ context.Context, prompt, text string) (backend.Score, error) {
-	m.Calls["ScoreText"]++
+	m.count("ScoreText")
 	learned := m.Learned[prompt] == text
 	s := backend.Score{Exact: true}
 	for i, w := range strings.SplitAfter(text, " ") {

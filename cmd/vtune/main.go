@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -170,22 +171,32 @@ func openBackend(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
 		return nil, errors.New("no model named: give --model")
 	}
 	hc := httpClient(c)
+	parse := func(kind, raw string) (*neturl.URL, error) {
+		u, err := neturl.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("bad %s URL %q: %v", kind, raw, err)
+		}
+		return u, nil
+	}
 	switch c.String("backend") {
 	case "ollama":
 		if url == "" {
 			url = backend.OllamaURL()
 		}
-		o, err := backend.NewOllama(url, model)
+		u, err := parse("Ollama", url)
 		if err != nil {
 			return nil, err
 		}
-		o.HTTPClient = hc
-		return o, nil
+		return backend.NewOllama(u, model, hc)
 	case "llamacpp":
 		if url == "" {
 			url = defaultLlamaCppURL
 		}
-		return backend.NewLlamaCpp(url, backend.LlamaCppModel(model), backend.LlamaCppHTTPClient(hc))
+		u, err := parse("llama.cpp server", url)
+		if err != nil {
+			return nil, err
+		}
+		return backend.NewLlamaCpp(u, model, hc)
 	case "openai":
 		envURL, envKey := backend.OpenAIEnv()
 		if url == "" {
@@ -195,12 +206,11 @@ func openBackend(c *cli.Context, key *verifier.Key) (backend.Backend, error) {
 		if key == "" {
 			key = envKey
 		}
-		o, err := backend.NewOpenAI(url, key, model)
+		u, err := parse("OpenAI-compatible API", url)
 		if err != nil {
 			return nil, err
 		}
-		o.HTTPClient = hc
-		return o, nil
+		return backend.NewOpenAI(u, key, model, hc)
 	}
 	return nil, fmt.Errorf("unknown --backend %q: want ollama, llamacpp or openai", c.String("backend"))
 }
