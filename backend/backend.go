@@ -90,8 +90,8 @@ type ModelInfo struct {
 	Template string `json:"template,omitempty"`
 }
 
-// Backend is a model served by one serving stack. Methods are safe to call one at a time; the
-// verifier does not call them concurrently.
+// Backend is a model served by one serving stack. Implementations are safe for concurrent use by
+// multiple goroutines.
 type Backend interface {
 	// Info identifies the served model. It also checks that the server answers and that the model
 	// exists, so callers use it first to fail early with a clear error.

@@ -71,16 +71,16 @@ func conformance(t *testing.T) stacks {
 	var s stacks
 	var err error
 	s.llamaURL = lsrv.URL
-	if s.ollama, err = backend.NewOllama(osrv.URL, name); err != nil {
+	if s.ollama, err = backend.NewOllama(mustURL(t, osrv.URL), name, nil); err != nil {
 		t.Fatal(err)
 	}
-	if s.llama, err = backend.NewLlamaCpp(lsrv.URL); err != nil {
+	if s.llama, err = backend.NewLlamaCpp(mustURL(t, lsrv.URL), "", nil); err != nil {
 		t.Fatal(err)
 	}
-	if s.oaiLlama, err = backend.NewOpenAI(lsrv.URL+"/v1", "", lsrv.Name); err != nil {
+	if s.oaiLlama, err = backend.NewOpenAI(mustURL(t, lsrv.URL+"/v1"), "", lsrv.Name, nil); err != nil {
 		t.Fatal(err)
 	}
-	if s.oaiOllama, err = backend.NewOpenAI(osrv.URL+"/v1", "", greedyModel(t, osrv.URL, name)); err != nil {
+	if s.oaiOllama, err = backend.NewOpenAI(mustURL(t, osrv.URL+"/v1"), "", greedyModel(t, osrv.URL, name), nil); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -108,6 +108,16 @@ func greedyModel(t *testing.T, url, model string) string {
 		t.Fatalf("deriving %s from %s: %v", name, model, err)
 	}
 	return name
+}
+
+// mustURL parses a URL the test knows to be well formed.
+func mustURL(t testing.TB, s string) *neturl.URL {
+	t.Helper()
+	u, err := neturl.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 func ctxFor(t *testing.T) context.Context {

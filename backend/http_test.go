@@ -4,11 +4,22 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// mustURL parses a URL the test knows to be well formed.
+func mustURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
 
 // Transient failures (a 503 while the server loads, a connection closed mid-answer) are retried
 // with the request body intact; a lasting one comes back after the last try; a 404 at once.

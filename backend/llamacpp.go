@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -31,17 +31,22 @@ const llamaForce = 100
 // can be forced token by token after them. Log-probabilities are llama-server's softmax of the raw
 // logits over the whole vocabulary (post_sampling_probs off), so sampler settings and logit biases do
 // not change them: Score is exact.
+//
+// A LlamaCpp is safe for concurrent use by multiple goroutines, as an http.Client is; its
+// exported fields are settings, to be set before the first call and not changed after.
 type LlamaCpp struct {
-	url    string
-	model  string
-	client *http.Client
-	seed   int
-	top    int
+	// Seed is sent with greedy requests (default 0). Greedy decoding draws no random numbers, but
+	// a fixed seed keeps the request itself reproducible.
+	Seed int
 
-	info  *ModelInfo
-	vocab int
-	probe int // a token forced only to read the ranked list; -1 until known
+	c     *client
+	model string
+	top   int // how long a ranked list Greedy reports at each step
 
+	mu         sync.Mutex // guards what the server has told so far, below
+	info       *ModelInfo
+	vocab      int
+	probe      int // a token forced only to read the ranked list; -1 until known
 	lastPrompt string
 	lastIDs    []int
 	pieces     map[string]int // token bytes -> id, learned from responses; -1 marks an ambiguous piece
@@ -50,145 +55,23 @@ type LlamaCpp struct {
 	specials   map[int]string // text of tokens that render as no bytes (control tokens)
 }
 
-// LlamaCppOption configures a LlamaCpp backend.
-type LlamaCppOption func(*LlamaCpp)
-
-// LlamaCppModel names the model to use. llama-server normally serves one model and ignores the name,
-// but Info then checks that the server really serves it (by id or alias), and a router-mode server
-// uses it to pick the model.
-func LlamaCppModel(name string) LlamaCppOption { return func(l *LlamaCpp) { l.model = name } }
-
-// LlamaCppHTTPClient sets the HTTP client (default http.DefaultClient).
-func LlamaCppHTTPClient(c *http.Client) LlamaCppOption { return func(l *LlamaCpp) { l.client = c } }
-
-// LlamaCppSeed sets the seed sent with greedy requests (default 0). Greedy decoding does not draw
-// random numbers, but a fixed seed keeps the request itself reproducible.
-func LlamaCppSeed(seed int) LlamaCppOption { return func(l *LlamaCpp) { l.seed = seed } }
-
-// LlamaCppStepTop sets how long a ranked list Greedy reports at each step (default 20, as Ollama's
-// maximum, so reports from both stacks look alike; 0 for none).
-func LlamaCppStepTop(n int) LlamaCppOption { return func(l *LlamaCpp) { l.top = n } }
-
-// NewLlamaCpp returns a backend for the llama-server at baseURL, e.g. http://127.0.0.1:8080. It does
-// not contact the server: Info does.
-func NewLlamaCpp(baseURL string, opts ...LlamaCppOption) (*LlamaCpp, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("bad llama.cpp server URL %q: want e.g. http://127.0.0.1:8080", baseURL)
+// NewLlamaCpp returns a backend for the llama-server at base, e.g. http://127.0.0.1:8080, that
+// sends its requests through hc (nil: http.DefaultClient; NewHTTPClient gives one with time
+// limits). model may be empty: llama-server normally serves one model and ignores the name; when
+// given, Info checks that the server really serves it (by id or alias), and a router-mode server
+// uses it to pick the model. NewLlamaCpp does not contact the server: Info does.
+func NewLlamaCpp(base *url.URL, model string, hc *http.Client) (*LlamaCpp, error) {
+	if err := checkURL("llama.cpp server", base, "http://127.0.0.1:8080"); err != nil {
+		return nil, err
 	}
-	l := &LlamaCpp{url: strings.TrimRight(baseURL, "/"), client: http.DefaultClient, top: 20, probe: -1,
-		pieces: map[string]int{}, specials: map[int]string{}}
-	for _, o := range opts {
-		o(l)
-	}
-	return l, nil
-}
-
-// llamaJSON sends in as JSON (GET when in is nil) to url and decodes the answer into out. Failures of
-// the conversation become *Error; cancellation is returned as it is, so callers can tell it apart.
-func llamaJSON(ctx context.Context, c *http.Client, op, base, endpoint string, header http.Header, in, out any) error {
-	method, body := http.MethodGet, io.Reader(nil)
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("%s: encoding request: %w", op, err)
-		}
-		method, body = http.MethodPost, bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, endpoint, body)
-	if err != nil {
-		return &Error{Op: op, URL: base, Err: err}
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var ue *url.Error
-		if errors.As(err, &ue) && ue.Timeout() {
-			return &Error{Op: op, URL: base, Err: fmt.Errorf("no answer in time to %s %s: %v", method, endpoint, ue.Err)}
-		}
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return &Error{Op: op, URL: base, Err: fmt.Errorf("cannot reach the server: %v (is it running?)", err)}
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return &Error{Op: op, URL: base, Err: fmt.Errorf("%s %s: reading answer: %w", method, endpoint, err)}
-	}
-	if resp.StatusCode/100 != 2 {
-		return &Error{Op: op, URL: base, Err: &HTTPError{Method: method, URL: endpoint, StatusCode: resp.StatusCode, Message: llamaMessage(data)}}
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return &Error{Op: op, URL: base, Err: fmt.Errorf("%s %s: bad answer: %v: %.200q", method, endpoint, err, data)}
-	}
-	return nil
-}
-
-// HTTPError is a server's non-2xx answer. It sits inside an *Error so callers can branch on the
-// status (a missing endpoint, a missing model) without parsing messages.
-type HTTPError struct {
-	Method     string
-	URL        string
-	StatusCode int
-	Message    string // the server's own message, where it gave one
-}
-
-func (e *HTTPError) Error() string {
-	msg := fmt.Sprintf("%s %s: HTTP %d %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode))
-	if e.Message != "" {
-		msg += ": " + e.Message
-	}
-	return msg
-}
-
-// llamaStatus returns the HTTP status of err's server answer, or 0 when it has none.
-func llamaStatus(err error) int {
-	var he *HTTPError
-	if errors.As(err, &he) {
-		return he.StatusCode
-	}
-	return 0
-}
-
-// llamaMessage pulls the message out of the error bodies that llama-server, OpenAI, vLLM and Ollama
-// send ({"error":{"message":..}} or {"error":".."} or {"message":..}); otherwise the start of the body.
-func llamaMessage(data []byte) string {
-	var v struct {
-		Error   json.RawMessage `json:"error"`
-		Message string          `json:"message"`
-	}
-	if json.Unmarshal(data, &v) == nil {
-		var s string
-		var o struct {
-			Message string `json:"message"`
-		}
-		switch {
-		case json.Unmarshal(v.Error, &s) == nil && s != "":
-			return s
-		case json.Unmarshal(v.Error, &o) == nil && o.Message != "":
-			return o.Message
-		case v.Message != "":
-			return v.Message
-		}
-	}
-	s := oneLine(string(data), 200)
-	return s
+	u := *base
+	u.Path = strings.TrimRight(u.Path, "/")
+	return &LlamaCpp{c: newClient("llama.cpp", &u, hc, nil), model: model, top: 20, probe: -1,
+		pieces: map[string]int{}, specials: map[int]string{}}, nil
 }
 
 func (l *LlamaCpp) call(ctx context.Context, op, path string, in, out any) error {
-	return llamaJSON(ctx, l.client, "llama.cpp "+op, l.url, l.url+path, nil, in, out)
+	return l.c.do(ctx, op, l.c.url(path), in, out)
 }
 
 // llamaBytes decodes llama-server's byte arrays ([104, 105]); encoding/json would want base64.
@@ -296,7 +179,7 @@ type llamaCompletionResponse struct {
 // other samplers are set neutral so the request means the same on any server default.
 func (l *LlamaCpp) greedy(prompt []int, n, probs int) *llamaCompletionRequest {
 	return &llamaCompletionRequest{Model: l.model, Prompt: prompt, NPredict: n, NProbs: probs,
-		Temperature: 0, TopK: 1, TopP: 1, TypicalP: 1, RepeatPenalty: 1, Seed: l.seed, CachePrompt: true}
+		Temperature: 0, TopK: 1, TopP: 1, TypicalP: 1, RepeatPenalty: 1, Seed: l.Seed, CachePrompt: true}
 }
 
 func (l *LlamaCpp) complete(ctx context.Context, req *llamaCompletionRequest) (*llamaCompletionResponse, error) {
@@ -323,9 +206,13 @@ func (l *LlamaCpp) tokenize(ctx context.Context, text string, addSpecial, parseS
 // added when the model asks for it (its /apply-template output leaves the BOS out for that reason).
 // The last answer is kept: Score and Next ask about the same prompt over and over.
 func (l *LlamaCpp) promptIDs(ctx context.Context, prompt string) ([]int, error) {
+	l.mu.Lock()
 	if l.lastIDs != nil && prompt == l.lastPrompt {
-		return l.lastIDs, nil
+		ids := l.lastIDs
+		l.mu.Unlock()
+		return ids, nil
 	}
+	l.mu.Unlock()
 	r, err := l.tokenize(ctx, prompt, true, true)
 	if err != nil {
 		return nil, err
@@ -337,7 +224,9 @@ func (l *LlamaCpp) promptIDs(ctx context.Context, prompt string) ([]int, error) 
 	if len(ids) == 0 {
 		return nil, errors.New("llama.cpp: empty prompt: the server needs at least one token to continue")
 	}
+	l.mu.Lock()
 	l.lastPrompt, l.lastIDs = prompt, ids
+	l.mu.Unlock()
 	return ids, nil
 }
 
@@ -347,6 +236,8 @@ func (l *LlamaCpp) learn(id int, piece []byte) {
 		return
 	}
 	k := string(piece)
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if old, ok := l.pieces[k]; ok && old != id {
 		l.pieces[k] = -1
 		return
@@ -357,8 +248,11 @@ func (l *LlamaCpp) learn(id int, piece []byte) {
 // Info implements Backend with /props and /v1/models. llama-server does not know its GGUF file's
 // digest, so Digest stays empty.
 func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
-	if l.info != nil {
-		return *l.info, nil
+	l.mu.Lock()
+	cached := l.info
+	l.mu.Unlock()
+	if cached != nil {
+		return *cached, nil
 	}
 	var props struct {
 		ChatTemplate string `json:"chat_template"`
@@ -372,7 +266,7 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 	if err := l.call(ctx, "models", "/v1/models", nil, &models); err != nil {
 		return ModelInfo{}, err
 	}
-	info := ModelInfo{Backend: "llamacpp", URL: l.url, Name: props.ModelAlias, Template: props.ChatTemplate}
+	info := ModelInfo{Backend: "llamacpp", URL: l.c.base.String(), Name: props.ModelAlias, Template: props.ChatTemplate}
 	pick := -1
 	var served []string
 	for i, m := range models.Data {
@@ -382,7 +276,7 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 		}
 	}
 	if pick < 0 && l.model != "" {
-		return ModelInfo{}, &Error{Op: "llama.cpp models", URL: l.url,
+		return ModelInfo{}, &Error{Op: "llama.cpp models", URL: l.c.base.String(),
 			Err: fmt.Errorf("model %q is not served here (the server has %q)", l.model, served)}
 	}
 	if pick >= 0 {
@@ -394,7 +288,9 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 	if info.Name == "" {
 		info.Name = props.ModelPath
 	}
+	l.mu.Lock()
 	l.info, l.vocab = &info, info.Vocab
+	l.mu.Unlock()
 	return info, nil
 }
 
@@ -408,7 +304,7 @@ func (l *LlamaCpp) Render(ctx context.Context, msgs []Message) (string, error) {
 		return "", err
 	}
 	if resp.Prompt == nil {
-		return "", &Error{Op: "llama.cpp apply-template", URL: l.url, Err: errors.New("answer has no prompt")}
+		return "", &Error{Op: "llama.cpp apply-template", URL: l.c.base.String(), Err: errors.New("answer has no prompt")}
 	}
 	return *resp.Prompt, nil
 }
@@ -472,7 +368,7 @@ func (l *LlamaCpp) Greedy(ctx context.Context, prompt string, maxTokens int) (Ge
 				}
 			}
 			if st.id < 0 {
-				return Generation{}, &Error{Op: "llama.cpp completion", URL: l.url,
+				return Generation{}, &Error{Op: "llama.cpp completion", URL: l.c.base.String(),
 					Err: fmt.Errorf("greedy token %d at step %d is not first in the server's own ranked list", toks[k], k)}
 			}
 		}
@@ -511,6 +407,8 @@ func (l *LlamaCpp) Sample(ctx context.Context, prompt string, maxTokens int, tem
 
 // MaxTop implements Backend: LlamaCppMaxTop, or the vocabulary size once Info has seen a smaller one.
 func (l *LlamaCpp) MaxTop() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.vocab > 0 && l.vocab < LlamaCppMaxTop {
 		return l.vocab
 	}
@@ -546,7 +444,7 @@ func (l *LlamaCpp) list(ctx context.Context, prompt []int, n int) ([]llamaProb, 
 		return nil, err
 	}
 	if len(r.Probs) == 0 {
-		return nil, &Error{Op: "llama.cpp completion", URL: l.url, Err: errors.New("no probabilities in the answer (n_probs ignored?)")}
+		return nil, &Error{Op: "llama.cpp completion", URL: l.c.base.String(), Err: errors.New("no probabilities in the answer (n_probs ignored?)")}
 	}
 	list := r.Probs[0].list()
 	for _, c := range list {
@@ -557,8 +455,11 @@ func (l *LlamaCpp) list(ctx context.Context, prompt []int, n int) ([]llamaProb, 
 
 // probeID finds a token that is a complete ASCII character.
 func (l *LlamaCpp) probeID(ctx context.Context) (int, error) {
-	if l.probe >= 0 {
-		return l.probe, nil
+	l.mu.Lock()
+	probe := l.probe
+	l.mu.Unlock()
+	if probe >= 0 {
+		return probe, nil
 	}
 	r, err := l.tokenize(ctx, "a", false, false)
 	if err != nil {
@@ -566,11 +467,13 @@ func (l *LlamaCpp) probeID(ctx context.Context) (int, error) {
 	}
 	for _, t := range r.Tokens {
 		if len(t.Piece) > 0 && utf8.Valid(t.Piece) {
+			l.mu.Lock()
 			l.probe = t.ID
+			l.mu.Unlock()
 			return t.ID, nil
 		}
 	}
-	return 0, &Error{Op: "llama.cpp tokenize", URL: l.url, Err: errors.New(`"a" tokenizes to no complete token`)}
+	return 0, &Error{Op: "llama.cpp tokenize", URL: l.c.base.String(), Err: errors.New(`"a" tokenizes to no complete token`)}
 }
 
 // tokens converts a ranked list. Control tokens have no bytes; their Text is their name (as in
@@ -592,7 +495,10 @@ func (l *LlamaCpp) tokens(ctx context.Context, list []llamaProb) []Token {
 }
 
 func (l *LlamaCpp) special(ctx context.Context, id int) string {
-	if s, ok := l.specials[id]; ok {
+	l.mu.Lock()
+	s, ok := l.specials[id]
+	l.mu.Unlock()
+	if ok {
 		return s
 	}
 	var r struct {
@@ -601,7 +507,9 @@ func (l *LlamaCpp) special(ctx context.Context, id int) string {
 	if l.call(ctx, "detokenize", "/detokenize", map[string]any{"tokens": []int{id}}, &r) != nil {
 		return "" // only a label; not worth failing for
 	}
+	l.mu.Lock()
 	l.specials[id] = r.Content
+	l.mu.Unlock()
 	return r.Content
 }
 
@@ -696,7 +604,10 @@ func (l *LlamaCpp) scoreIDs(ctx context.Context, ids, tids []int, target []Token
 // that leaves a UTF-8 character unfinished gets no entry of its own). A server that refuses the
 // grammar (HTTP 400: too old for the syntax) is not asked again.
 func (l *LlamaCpp) forcedAll(ctx context.Context, prompt, ids []int, target []Token) ([]float64, error) {
-	if l.noGrammar || len(ids) < 2 {
+	l.mu.Lock()
+	noGrammar := l.noGrammar
+	l.mu.Unlock()
+	if noGrammar || len(ids) < 2 {
 		return nil, nil
 	}
 	var g strings.Builder
@@ -708,8 +619,10 @@ func (l *LlamaCpp) forcedAll(ctx context.Context, prompt, ids []int, target []To
 	req.Grammar = g.String()
 	req.ReturnTokens = true
 	r, err := l.complete(ctx, req)
-	if llamaStatus(err) == http.StatusBadRequest {
+	if statusOf(err) == http.StatusBadRequest {
+		l.mu.Lock()
 		l.noGrammar = true
+		l.mu.Unlock()
 		return nil, nil
 	}
 	if err != nil {
@@ -739,19 +652,15 @@ func (l *LlamaCpp) forced(ctx context.Context, prompt []int, id int, raw []byte)
 	if len(r.Probs) == 1 && r.Probs[0].ID == id {
 		e := r.Probs[0]
 		if !bytes.Equal(e.Bytes, raw) && len(e.Bytes) > 0 {
-			return 0, &Error{Op: "llama.cpp completion", URL: l.url,
+			return 0, &Error{Op: "llama.cpp completion", URL: l.c.base.String(),
 				Err: fmt.Errorf("token %d is %q, not the target piece %q", id, []byte(e.Bytes), raw)}
 		}
 		return e.logprob(), nil
 	}
 	// No entry of its own, or a bias of 100 was not enough: read the token from the full list.
-	n := l.vocab
-	if n <= 0 {
-		info, err := l.Info(ctx)
-		if err != nil {
-			return 0, err
-		}
-		n = info.Vocab
+	n, err := l.vocabSize(ctx)
+	if err != nil {
+		return 0, err
 	}
 	list, err := l.list(ctx, prompt, n)
 	if err != nil {
@@ -762,7 +671,7 @@ func (l *LlamaCpp) forced(ctx context.Context, prompt []int, id int, raw []byte)
 			return c.logprob(), nil
 		}
 	}
-	return 0, &Error{Op: "llama.cpp completion", URL: l.url, Err: fmt.Errorf("token %d missing from the full ranked list (%d entries)", id, len(list))}
+	return 0, &Error{Op: "llama.cpp completion", URL: l.c.base.String(), Err: fmt.Errorf("token %d missing from the full ranked list (%d entries)", id, len(list))}
 }
 
 // targetIDs maps target pieces to token ids. The ids in context are best: tokenizing the prompt
@@ -790,7 +699,7 @@ func (l *LlamaCpp) targetIDs(ctx context.Context, prompt string, pids []int, tar
 		if len(raw) == 0 {
 			return nil, fmt.Errorf("score: target token %d is empty (a control token?): cannot force it", i)
 		}
-		if id, ok := l.pieces[string(raw)]; ok && id >= 0 {
+		if id, ok := l.piece(raw); ok && id >= 0 {
 			out[i] = id
 			continue
 		}
@@ -805,34 +714,58 @@ func (l *LlamaCpp) targetIDs(ctx context.Context, prompt string, pids []int, tar
 				out[i], found = r.Tokens[0].ID, true
 			}
 		}
-		if !found && !l.learnedAll {
+		if !found && !l.knowsAll() {
 			// Some tokens never come out of tokenizing text (the pre-tokenizer splits " 2" before
 			// BPE sees it) yet the model can generate them. The ranked list over the whole vocabulary
 			// names every piece once; one such request teaches them all.
-			n := l.vocab
-			if n <= 0 {
-				info, err := l.Info(ctx)
-				if err != nil {
-					return nil, err
-				}
-				n = info.Vocab
+			n, err := l.vocabSize(ctx)
+			if err != nil {
+				return nil, err
 			}
 			if _, err := l.list(ctx, pids, n); err != nil {
 				return nil, err
 			}
+			l.mu.Lock()
 			l.learnedAll = true
-			if id, ok := l.pieces[string(raw)]; ok && id >= 0 {
+			l.mu.Unlock()
+			if id, ok := l.piece(raw); ok && id >= 0 {
 				out[i], found = id, true
 			}
 		}
 		if !found {
-			if id, ok := l.pieces[string(raw)]; ok && id < 0 {
+			if id, ok := l.piece(raw); ok && id < 0 {
 				return nil, fmt.Errorf("score: several tokens of this model are the piece %q (target token %d): cannot tell which to force", raw, i)
 			}
 			return nil, fmt.Errorf("score: no token of this model is the piece %q (target token %d)", raw, i)
 		}
 	}
 	return out, nil
+}
+
+// piece returns the id learned for a piece of bytes: -1 when several tokens are that piece.
+func (l *LlamaCpp) piece(raw []byte) (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	id, ok := l.pieces[string(raw)]
+	return id, ok
+}
+
+func (l *LlamaCpp) knowsAll() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.learnedAll
+}
+
+// vocabSize returns the vocabulary size, asking Info the first time.
+func (l *LlamaCpp) vocabSize(ctx context.Context) (int, error) {
+	l.mu.Lock()
+	n := l.vocab
+	l.mu.Unlock()
+	if n > 0 {
+		return n, nil
+	}
+	info, err := l.Info(ctx)
+	return info.Vocab, err
 }
 
 // llamaAlign returns the target's ids when r is the prompt's tokens followed by one token per

@@ -39,7 +39,7 @@ func llamaServer(t *testing.T) string {
 
 func llamaBackend(t *testing.T) *LlamaCpp {
 	t.Helper()
-	l, err := NewLlamaCpp(llamaServer(t))
+	l, err := NewLlamaCpp(mustURL(t, llamaServer(t)), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestLlamaCppScorePartialUTF8(t *testing.T) {
 
 func TestLlamaCppUnknownModel(t *testing.T) {
 	u := llamaServer(t)
-	l, err := NewLlamaCpp(u, LlamaCppModel("no-such-model"))
+	l, err := NewLlamaCpp(mustURL(t, u), "no-such-model", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,13 +291,13 @@ func TestLlamaCppUnknownModel(t *testing.T) {
 
 func TestLlamaCppWrongPath(t *testing.T) {
 	u := llamaServer(t)
-	l, err := NewLlamaCpp(u + "/nothing/here")
+	l, err := NewLlamaCpp(mustURL(t, u+"/nothing/here"), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = l.Info(llamaCtx(t))
 	var be *Error
-	if !errors.As(err, &be) || llamaStatus(err) != http.StatusNotFound || !strings.Contains(err.Error(), u+"/nothing/here") {
+	if !errors.As(err, &be) || statusOf(err) != http.StatusNotFound || !strings.Contains(err.Error(), u+"/nothing/here") {
 		t.Fatalf("Info at a wrong path: %v", err)
 	}
 }
@@ -315,7 +315,7 @@ func llamaDeadURL(t *testing.T) string {
 
 func TestLlamaCppServerDown(t *testing.T) {
 	u := llamaDeadURL(t)
-	l, err := NewLlamaCpp(u)
+	l, err := NewLlamaCpp(mustURL(t, u), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,14 +337,14 @@ func TestLlamaCppHTTPErrors(t *testing.T) {
 			w.WriteHeader(code)
 			w.Write([]byte(`{"error":{"message":"broken on purpose","type":"server_error"}}`))
 		}))
-		l, _ := NewLlamaCpp(srv.URL)
+		l, _ := NewLlamaCpp(mustURL(t, srv.URL), "", nil)
 		ctx := llamaCtx(t)
 		_, err := l.Info(ctx)
 		var be *Error
-		if !errors.As(err, &be) || llamaStatus(err) != code || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "broken on purpose") {
+		if !errors.As(err, &be) || statusOf(err) != code || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "broken on purpose") {
 			t.Errorf("HTTP %d: Info: %v", code, err)
 		}
-		if _, err := l.Score(ctx, "hi", []Token{{Text: "x"}}); !errors.As(err, &be) || llamaStatus(err) != code {
+		if _, err := l.Score(ctx, "hi", []Token{{Text: "x"}}); !errors.As(err, &be) || statusOf(err) != code {
 			t.Errorf("HTTP %d: Score: %v", code, err)
 		}
 		srv.Close()
@@ -352,7 +352,7 @@ func TestLlamaCppHTTPErrors(t *testing.T) {
 	// Not JSON at all: a web server that is not llama-server.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>hello</html>")) }))
 	defer srv.Close()
-	l, _ := NewLlamaCpp(srv.URL)
+	l, _ := NewLlamaCpp(mustURL(t, srv.URL), "", nil)
 	_, err := l.Info(llamaCtx(t))
 	var be *Error
 	if !errors.As(err, &be) || !strings.Contains(err.Error(), srv.URL) {
@@ -362,7 +362,11 @@ func TestLlamaCppHTTPErrors(t *testing.T) {
 
 func TestNewLlamaCppBadURL(t *testing.T) {
 	for _, u := range []string{"", "localhost:8080", "ftp://x", "http://"} {
-		if _, err := NewLlamaCpp(u); err == nil {
+		pu, err := url.Parse(u)
+		if err == nil {
+			_, err = NewLlamaCpp(pu, "", nil)
+		}
+		if err == nil {
 			t.Errorf("NewLlamaCpp(%q) accepted", u)
 		}
 	}
@@ -422,7 +426,7 @@ func TestLlamaCppScoreOneRequest(t *testing.T) {
 	}
 	target[0] = list[3]
 
-	one, _ := NewLlamaCpp(srv.URL)
+	one, _ := NewLlamaCpp(mustURL(t, srv.URL), "", nil)
 	a, err := one.Score(ctx, p, target)
 	if err != nil {
 		t.Fatal(err)
@@ -432,7 +436,7 @@ func TestLlamaCppScoreOneRequest(t *testing.T) {
 	}
 	completions = 0
 	// A query string on every request marks those the proxy refuses.
-	old, _ := NewLlamaCpp(srv.URL, LlamaCppHTTPClient(&http.Client{Transport: queryTransport{"old"}}))
+	old, _ := NewLlamaCpp(mustURL(t, srv.URL), "", &http.Client{Transport: queryTransport{"old"}})
 	b, err := old.Score(ctx, p, target)
 	if err != nil {
 		t.Fatal(err)
@@ -461,4 +465,11 @@ func (q queryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.URL.RawQuery = q.q
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// One client of each kind on the real llama-server, used from several goroutines at once (see
+// hammer): the native backend, and the OpenAI backend on the server's /v1.
+func TestLlamaCppConcurrent(t *testing.T) {
+	hammer(t, llamaBackend(t))
+	hammer(t, openaiBackend(t, llamaServer(t)+"/v1"))
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ollama/ollama/api"
@@ -27,53 +28,46 @@ func OllamaURL() string {
 	return envconfig.Host().String()
 }
 
-// Ollama is a model served by an Ollama server, reached through its own Go client.
+// Ollama is a model served by an Ollama server, reached through Ollama's own Go client (built as
+// this package's JSON client is, and it carries Ollama's authentication for hosted servers).
 //
 // Every request is a raw generate on text rendered with the model's own chat template (the one the
 // server reports, executed by Ollama's template package, exactly as its chat endpoint would), so the
 // same prompt can be decoded, continued token by token, or scored.
+//
+// An Ollama is safe for concurrent use by multiple goroutines, as an http.Client is; its exported
+// fields are settings, to be set before the first call and not changed after.
 type Ollama struct {
-	url   string
-	base  *url.URL
-	model string
 	// KeepAlive is how long the server keeps the model loaded after a request; nil leaves the
 	// server's default.
 	KeepAlive *time.Duration
-	// HTTPClient is the client for all requests; nil means http.DefaultClient. Set it before
-	// the first call: NewHTTPClient gives one with time limits.
-	HTTPClient *http.Client
 
-	client *api.Client // made on first use, from HTTPClient
+	url    string
+	model  string
+	client *api.Client
 
+	mu   sync.Mutex // guards the model's description, read once by Info
 	info *ModelInfo
 	tmpl *template.Template
 }
 
-// NewOllama returns a backend for model on the Ollama server at baseURL.
-func NewOllama(baseURL, model string) (*Ollama, error) {
-	// The API's own path is a common paste ("http://host:11434/api"); the client adds it itself.
-	baseURL = strings.TrimSuffix(strings.TrimRight(baseURL, "/"), "/api")
-	u, err := url.Parse(baseURL)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("bad Ollama URL %q: want e.g. %s", baseURL, DefaultOllamaURL)
+// NewOllama returns a backend for model on the Ollama server at base, sending its requests
+// through hc (nil: http.DefaultClient; NewHTTPClient gives one with time limits). It does not
+// contact the server: Info does.
+func NewOllama(base *url.URL, model string, hc *http.Client) (*Ollama, error) {
+	if err := checkURL("Ollama", base, DefaultOllamaURL); err != nil {
+		return nil, err
 	}
 	if model == "" {
-		return nil, errors.New("no model named: give --model")
+		return nil, errors.New("ollama: no model named")
 	}
-	return &Ollama{url: strings.TrimRight(baseURL, "/"), base: u, model: model}, nil
-}
-
-// api returns the ollama module's client, made on first use so that HTTPClient can be set after
-// NewOllama.
-func (o *Ollama) api() *api.Client {
-	if o.client == nil {
-		hc := o.HTTPClient
-		if hc == nil {
-			hc = http.DefaultClient
-		}
-		o.client = api.NewClient(o.base, hc)
+	// The API's own path is a common paste ("http://host:11434/api"); the client adds it itself.
+	u := *base
+	u.Path = strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/api")
+	if hc == nil {
+		hc = http.DefaultClient
 	}
-	return o.client
+	return &Ollama{url: u.String(), model: model, client: api.NewClient(&u, hc)}, nil
 }
 
 func (o *Ollama) fail(ctx context.Context, op string, err error) error {
@@ -100,10 +94,13 @@ func (o *Ollama) fail(ctx context.Context, op string, err error) error {
 
 // Info implements Backend.
 func (o *Ollama) Info(ctx context.Context) (ModelInfo, error) {
-	if o.info != nil {
-		return *o.info, nil
+	o.mu.Lock()
+	cached := o.info
+	o.mu.Unlock()
+	if cached != nil {
+		return *cached, nil
 	}
-	show, err := o.api().Show(ctx, &api.ShowRequest{Model: o.model})
+	show, err := o.client.Show(ctx, &api.ShowRequest{Model: o.model})
 	if err != nil {
 		return ModelInfo{}, o.fail(ctx, "show", err)
 	}
@@ -120,33 +117,50 @@ func (o *Ollama) Info(ctx context.Context) (ModelInfo, error) {
 			info.Vocab = int(v)
 		}
 	}
-	if list, err := o.api().List(ctx); err == nil {
+	if list, err := o.client.List(ctx); err == nil {
 		for _, m := range list.Models {
 			if m.Name == o.model || m.Model == o.model || m.Name == o.model+":latest" {
 				info.Digest = m.Digest
 			}
 		}
 	}
+	o.mu.Lock()
 	o.info, o.tmpl = &info, tmpl
+	o.mu.Unlock()
 	return info, nil
 }
 
 // Render implements Backend with the model's template, as Ollama's chat endpoint renders it.
 func (o *Ollama) Render(ctx context.Context, msgs []Message) (string, error) {
-	if o.tmpl == nil {
-		if _, err := o.Info(ctx); err != nil {
-			return "", err
-		}
+	tmpl, err := o.template(ctx)
+	if err != nil {
+		return "", err
 	}
 	am := make([]api.Message, len(msgs))
 	for i, m := range msgs {
 		am[i] = api.Message{Role: m.Role, Content: m.Content}
 	}
 	var b bytes.Buffer
-	if err := o.tmpl.Execute(&b, template.Values{Messages: am}); err != nil {
+	if err := tmpl.Execute(&b, template.Values{Messages: am}); err != nil {
 		return "", fmt.Errorf("rendering chat template of %q: %w", o.model, err)
 	}
 	return b.String(), nil
+}
+
+// template returns the model's chat template, asking Info the first time.
+func (o *Ollama) template(ctx context.Context) (*template.Template, error) {
+	o.mu.Lock()
+	tmpl := o.tmpl
+	o.mu.Unlock()
+	if tmpl != nil {
+		return tmpl, nil
+	}
+	if _, err := o.Info(ctx); err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.tmpl, nil
 }
 
 // generate runs one raw, non-streaming generate request.
@@ -160,7 +174,7 @@ func (o *Ollama) generate(ctx context.Context, prompt string, opts map[string]an
 		req.KeepAlive = &api.Duration{Duration: *o.KeepAlive}
 	}
 	var out *api.GenerateResponse
-	err := o.api().Generate(ctx, req, func(r api.GenerateResponse) error {
+	err := o.client.Generate(ctx, req, func(r api.GenerateResponse) error {
 		out = &r
 		return nil
 	})

@@ -17,7 +17,7 @@ func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
 		t.Skip("needs the real Ollama server")
 	}
 	srv := servertest.StartOllama(t)
-	o, err := NewOllama(srv.URL, srv.Create(t, "tiny-llama", "tiny-llama.Modelfile"))
+	o, err := NewOllama(mustURL(t, srv.URL), srv.Create(t, "tiny-llama", "tiny-llama.Modelfile"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestOllamaURLs(t *testing.T) {
 		}
 	}
 	for _, in := range []string{"http://127.0.0.1:11434/api", "http://127.0.0.1:11434/api/", "http://127.0.0.1:11434/"} {
-		o, err := NewOllama(in, "m")
+		o, err := NewOllama(mustURL(t, in), "m", nil)
 		if err != nil {
 			t.Fatalf("NewOllama(%q): %v", in, err)
 		}
@@ -106,4 +106,17 @@ func TestOllamaURLs(t *testing.T) {
 			t.Errorf("NewOllama(%q): url %q", in, o.url)
 		}
 	}
+}
+
+// One client on the real Ollama server, used from several goroutines at once (see hammer).
+func TestOllamaConcurrent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the real Ollama server")
+	}
+	srv := servertest.StartOllama(t)
+	o, err := NewOllama(mustURL(t, srv.URL), srv.Create(t, "tiny-llama", "tiny-llama.Modelfile"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hammer(t, o)
 }

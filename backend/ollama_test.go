@@ -26,7 +26,7 @@ func tinyOllama(t *testing.T) *backend.Ollama {
 	}
 	srv := servertest.StartOllama(t)
 	name := srv.Create(t, "tiny-llama", "tiny-llama.Modelfile")
-	o, err := backend.NewOllama(srv.URL, name)
+	o, err := backend.NewOllama(mustURL(t, srv.URL), name, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,18 +128,18 @@ func TestOllamaScoreBoundsUnlistedTokens(t *testing.T) {
 func TestOllamaErrors(t *testing.T) {
 	srv := servertest.StartOllama(t)
 	ctx := context.Background()
-	o, _ := backend.NewOllama(srv.URL, "no-such-model")
+	o, _ := backend.NewOllama(mustURL(t, srv.URL), "no-such-model", nil)
 	_, err := o.Info(ctx)
 	var be *backend.Error
 	if !errors.As(err, &be) || !strings.Contains(err.Error(), `"no-such-model" not found`) {
 		t.Fatalf("missing model: %v", err)
 	}
-	o, _ = backend.NewOllama("http://127.0.0.1:9", "tiny")
+	o, _ = backend.NewOllama(mustURL(t, "http://127.0.0.1:9"), "tiny", nil)
 	_, err = o.Info(ctx)
 	if !errors.As(err, &be) || !strings.Contains(err.Error(), "http://127.0.0.1:9") || !strings.Contains(err.Error(), "cannot reach Ollama") {
 		t.Fatalf("server down: %v", err)
 	}
-	if _, err := backend.NewOllama("not a url", "m"); err == nil {
+	if _, err := backend.NewOllama(mustURL(t, "not a url"), "m", nil); err == nil {
 		t.Fatal("bad URL accepted")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // OpenAIMaxTop is the default longest ranked list asked of an OpenAI-compatible server: OpenAI's
@@ -47,70 +48,89 @@ func OpenAIEnv() (baseURL, apiKey string) {
 // echo and logprobs, as vLLM and OpenAI's legacy models do) and the echoed tokens fall on the
 // target's pieces; otherwise each token is looked up in the ranked list before it, and a token
 // outside the list gets the list's last value as an upper bound (Exact false).
+//
+// An OpenAI is safe for concurrent use by multiple goroutines, as an http.Client is; its exported
+// fields are settings, to be set before the first call and not changed after.
 type OpenAI struct {
-	// HTTPClient is the client for all requests; nil means http.DefaultClient.
-	HTTPClient *http.Client
 	// Seed is sent with greedy requests, for servers whose greedy decoding is not deterministic.
 	Seed int
 	// TopLogprobs is the longest ranked list asked for (MaxTop); 0 means OpenAIMaxTop.
 	TopLogprobs int
 
-	base  string // ends in /v1: endpoints are appended to it, as OpenAI's clients do
-	root  string // base without /v1, where llama-server's own endpoints live
-	key   string
-	model string
+	api     *client  // the API's base, ending in /v1: endpoints are appended to it, as OpenAI's clients do
+	rootURL *url.URL // the base without /v1, where llama-server's own endpoints live; nil without /v1
+	model   string
 
+	mu        sync.Mutex // guards what the server has told so far, below
 	info      *ModelInfo
 	templated *bool                // whether the server renders templates; nil until Render asks
 	chats     map[string][]Message // transcripts Render made, and the conversations behind them
 	noEcho    bool                 // the server gave no prompt log-probabilities once: do not ask again
 }
 
-// NewOpenAI returns a backend for model at an OpenAI-compatible server. baseURL is the API's base,
-// as in OPENAI_BASE_URL (e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1); a URL with no
-// path gets /v1. apiKey may be empty for local servers.
-func NewOpenAI(baseURL, apiKey, model string) (*OpenAI, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("bad OpenAI-compatible API URL %q: want e.g. http://127.0.0.1:8080/v1", baseURL)
+// NewOpenAI returns a backend for model at an OpenAI-compatible server, sending its requests
+// through hc (nil: http.DefaultClient; NewHTTPClient gives one with time limits). base is the
+// API's base, as in OPENAI_BASE_URL (e.g. https://api.openai.com/v1 or http://127.0.0.1:8080/v1);
+// a URL with no path gets /v1. apiKey may be empty for local servers.
+func NewOpenAI(base *url.URL, apiKey, model string, hc *http.Client) (*OpenAI, error) {
+	if err := checkURL("OpenAI-compatible API", base, "http://127.0.0.1:8080/v1"); err != nil {
+		return nil, err
 	}
 	if model == "" {
-		return nil, errors.New("no model named: give --model")
+		return nil, errors.New("openai: no model named")
 	}
-	base := strings.TrimRight(baseURL, "/")
-	if strings.Trim(u.Path, "/") == "" {
-		base += "/v1"
+	u := *base
+	u.Path = strings.TrimRight(u.Path, "/")
+	if u.Path == "" {
+		u.Path = "/v1"
 	}
-	return &OpenAI{base: base, root: strings.TrimSuffix(base, "/v1"), key: apiKey, model: model, chats: map[string][]Message{}}, nil
+	var header http.Header
+	if apiKey != "" {
+		header = http.Header{"Authorization": {"Bearer " + apiKey}}
+	}
+	o := &OpenAI{api: newClient("openai", &u, hc, header), model: model, chats: map[string][]Message{}}
+	if strings.HasSuffix(u.Path, "/v1") {
+		r := u
+		r.Path = strings.TrimSuffix(u.Path, "/v1")
+		o.rootURL = &r
+	}
+	return o, nil
 }
 
-func (o *OpenAI) client() *http.Client {
-	if o.HTTPClient != nil {
-		return o.HTTPClient
-	}
-	return http.DefaultClient
-}
-
-func (o *OpenAI) call(ctx context.Context, op, endpoint string, in, out any) error {
-	err := llamaJSON(ctx, o.client(), "openai "+op, o.base, endpoint, o.header(), in, out)
+// call asks the API endpoint path (below /v1).
+func (o *OpenAI) call(ctx context.Context, op, path string, in, out any) error {
+	err := o.api.do(ctx, op, o.api.url(path), in, out)
 	var be *Error
-	if llamaStatus(err) == http.StatusNotFound && (op == "completions" || op == "chat") && errors.As(err, &be) {
+	if statusOf(err) == http.StatusNotFound && (op == "completions" || op == "chat") && errors.As(err, &be) {
 		// OpenAI and vLLM answer 404 for an unknown model; say which one was asked for.
 		be.Err = fmt.Errorf("model %q: %w", o.model, be.Err)
 	}
 	return err
 }
 
+// callRoot asks one of llama-server's own endpoints, beside /v1 (errors name the API's base: the
+// URL the user gave). ok is false when the base has no /v1 to strip: then there are none.
+func (o *OpenAI) callRoot(ctx context.Context, op, path string, in, out any) (ok bool, err error) {
+	if o.rootURL == nil {
+		return false, nil
+	}
+	return true, o.api.do(ctx, op, o.rootURL.JoinPath(path), in, out)
+}
+
 // Info implements Backend. It checks the model against the server's /models list where the server
 // has one. llama-server adds the vocabulary size and its template (from /props).
 func (o *OpenAI) Info(ctx context.Context) (ModelInfo, error) {
-	if o.info != nil {
-		return *o.info, nil
+	o.mu.Lock()
+	cached := o.info
+	o.mu.Unlock()
+	if cached != nil {
+		return *cached, nil
 	}
-	info := ModelInfo{Backend: "openai", URL: o.base, Name: o.model}
+	base := o.api.base.String()
+	info := ModelInfo{Backend: "openai", URL: base, Name: o.model}
 	var models modelList
-	err := o.call(ctx, "models", o.base+"/models", nil, &models)
-	switch code := llamaStatus(err); {
+	err := o.call(ctx, "models", "models", nil, &models)
+	switch code := statusOf(err); {
 	case err == nil:
 		var ids []string
 		found := false
@@ -121,7 +141,7 @@ func (o *OpenAI) Info(ctx context.Context) (ModelInfo, error) {
 			}
 		}
 		if !found && len(ids) > 0 {
-			return ModelInfo{}, &Error{Op: "openai models", URL: o.base, Err: fmt.Errorf("model %q is not served here (the server lists %q)", o.model, ids)}
+			return ModelInfo{}, &Error{Op: "openai models", URL: base, Err: fmt.Errorf("model %q is not served here (the server lists %q)", o.model, ids)}
 		}
 	case code == http.StatusNotFound || code == http.StatusMethodNotAllowed:
 		// Some compatible servers have no model list; the first real request will tell.
@@ -131,36 +151,32 @@ func (o *OpenAI) Info(ctx context.Context) (ModelInfo, error) {
 	var props struct {
 		ChatTemplate string `json:"chat_template"`
 	}
-	if o.root != o.base && llamaJSON(ctx, o.client(), "openai props", o.base, o.root+"/props", o.header(), nil, &props) == nil {
+	if ok, err := o.callRoot(ctx, "props", "props", nil, &props); ok && err == nil {
 		info.Template = props.ChatTemplate
 	}
+	o.mu.Lock()
 	o.info = &info
+	o.mu.Unlock()
 	return info, nil
-}
-
-func (o *OpenAI) header() http.Header {
-	if o.key == "" {
-		return nil
-	}
-	return http.Header{"Authorization": {"Bearer " + o.key}}
 }
 
 // Render implements Backend: the server's own rendering where it offers one (llama-server's
 // /apply-template), else a plain transcript that stands for the conversation (see OpenAI).
 func (o *OpenAI) Render(ctx context.Context, msgs []Message) (string, error) {
-	if o.templated == nil || *o.templated {
+	o.mu.Lock()
+	templated := o.templated
+	o.mu.Unlock()
+	if templated == nil || *templated {
 		var resp struct {
 			Prompt *string `json:"prompt"`
 		}
-		err := llamaJSON(ctx, o.client(), "openai apply-template", o.base, o.root+"/apply-template", o.header(), map[string]any{"messages": msgs}, &resp)
-		switch code := llamaStatus(err); {
-		case err == nil && resp.Prompt != nil:
-			t := true
-			o.templated = &t
+		ok, err := o.callRoot(ctx, "apply-template", "apply-template", map[string]any{"messages": msgs}, &resp)
+		switch code := statusOf(err); {
+		case ok && err == nil && resp.Prompt != nil:
+			o.setTemplated(true)
 			return *resp.Prompt, nil
-		case err == nil || code == http.StatusNotFound || code == http.StatusMethodNotAllowed || code == http.StatusNotImplemented:
-			f := false
-			o.templated = &f
+		case !ok || err == nil || code == http.StatusNotFound || code == http.StatusMethodNotAllowed || code == http.StatusNotImplemented:
+			o.setTemplated(false)
 		default:
 			return "", err
 		}
@@ -171,8 +187,36 @@ func (o *OpenAI) Render(ctx context.Context, msgs []Message) (string, error) {
 	}
 	b.WriteString("assistant: ")
 	p := b.String()
+	o.mu.Lock()
 	o.chats[p] = append([]Message(nil), msgs...)
+	o.mu.Unlock()
 	return p, nil
+}
+
+func (o *OpenAI) setTemplated(t bool) {
+	o.mu.Lock()
+	o.templated = &t
+	o.mu.Unlock()
+}
+
+// chat returns the conversation behind a transcript Render made.
+func (o *OpenAI) chatOf(prompt string) ([]Message, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	msgs, ok := o.chats[prompt]
+	return msgs, ok
+}
+
+func (o *OpenAI) echoRefused() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.noEcho
+}
+
+func (o *OpenAI) refuseEcho() {
+	o.mu.Lock()
+	o.noEcho = true
+	o.mu.Unlock()
 }
 
 // oaiLogprob is one entry of the chat format's logprobs.content (llama-server uses it on
@@ -259,11 +303,11 @@ func (o *OpenAI) chat(ctx context.Context, msgs []Message, req map[string]any, t
 		req["top_logprobs"] = top
 	}
 	var resp oaiResponse
-	if err := o.call(ctx, "chat", o.base+"/chat/completions", req, &resp); err != nil {
+	if err := o.call(ctx, "chat", "chat/completions", req, &resp); err != nil {
 		return nil, err
 	}
 	if len(resp.Choices) == 0 {
-		return nil, &Error{Op: "openai chat", URL: o.base, Err: errors.New("answer has no choices")}
+		return nil, &Error{Op: "openai chat", URL: o.api.base.String(), Err: errors.New("answer has no choices")}
 	}
 	c := resp.Choices[0]
 	c.Text = c.Message.Content
@@ -277,18 +321,18 @@ func (o *OpenAI) complete(ctx context.Context, prompt string, req map[string]any
 		req["logprobs"] = top
 	}
 	var resp oaiResponse
-	if err := o.call(ctx, "completions", o.base+"/completions", req, &resp); err != nil {
+	if err := o.call(ctx, "completions", "completions", req, &resp); err != nil {
 		return nil, err
 	}
 	if len(resp.Choices) == 0 {
-		return nil, &Error{Op: "openai completions", URL: o.base, Err: errors.New("answer has no choices")}
+		return nil, &Error{Op: "openai completions", URL: o.api.base.String(), Err: errors.New("answer has no choices")}
 	}
 	return &resp.Choices[0], nil
 }
 
 // run sends prompt to the endpoint it belongs to (see OpenAI).
 func (o *OpenAI) run(ctx context.Context, prompt string, req map[string]any, top int) (*oaiChoice, error) {
-	if msgs, ok := o.chats[prompt]; ok {
+	if msgs, ok := o.chatOf(prompt); ok {
 		return o.chat(ctx, msgs, req, top)
 	}
 	return o.complete(ctx, prompt, req, top)
@@ -345,10 +389,10 @@ func (o *OpenAI) Score(ctx context.Context, prompt string, target []Token) (Scor
 		s.Exact = true
 		return s, nil
 	}
-	if msgs, ok := o.chats[prompt]; ok {
+	if msgs, ok := o.chatOf(prompt); ok {
 		return o.scoreChat(ctx, msgs, target)
 	}
-	if !o.noEcho {
+	if !o.echoRefused() {
 		s, ok, err := o.scoreEcho(ctx, prompt, target)
 		if err != nil || ok {
 			return s, err
@@ -378,15 +422,15 @@ func (o *OpenAI) scoreEcho(ctx context.Context, prompt string, target []Token) (
 	req["echo"] = true
 	c, err := o.complete(ctx, all.String(), req, 1)
 	if err != nil {
-		if llamaStatus(err)/100 == 4 {
-			o.noEcho = true // the server refuses echo; the list method still works
+		if statusOf(err)/100 == 4 {
+			o.refuseEcho() // the server refuses echo; the list method still works
 			return Score{}, false, nil
 		}
 		return Score{}, false, err
 	}
 	lp := c.Logprobs
 	if lp == nil || len(lp.Tokens) == 0 || len(lp.TokenLogprobs) != len(lp.Tokens) {
-		o.noEcho = true
+		o.refuseEcho()
 		return Score{}, false, nil
 	}
 	// The echoed tokens spell the prompt, then the target piece by piece, then the one generated.

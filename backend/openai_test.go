@@ -21,7 +21,7 @@ func openaiBackend(t *testing.T, base string) *OpenAI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := NewOpenAI(base, "", info.Name)
+	o, err := NewOpenAI(mustURL(t, base), "", info.Name, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,10 +39,10 @@ func TestOpenAIInfo(t *testing.T) {
 		t.Errorf("Info = %+v", info)
 	}
 	// A URL without a path means the usual /v1.
-	if o2, _ := NewOpenAI(u, "", info.Name); o2.base != u+"/v1" {
-		t.Errorf("base %q", o2.base)
+	if o2, _ := NewOpenAI(mustURL(t, u), "", info.Name, nil); o2.api.base.String() != u+"/v1" {
+		t.Errorf("base %q", o2.api.base)
 	}
-	bad, _ := NewOpenAI(u+"/v1", "", "no-such-model")
+	bad, _ := NewOpenAI(mustURL(t, u+"/v1"), "", "no-such-model", nil)
 	_, err = bad.Info(llamaCtx(t))
 	var be *Error
 	if !errors.As(err, &be) || !strings.Contains(err.Error(), "no-such-model") || !strings.Contains(err.Error(), u) {
@@ -235,7 +235,7 @@ func sumSteps(steps []Step) float64 {
 
 func TestOpenAIErrors(t *testing.T) {
 	dead := llamaDeadURL(t) + "/v1"
-	o, err := NewOpenAI(dead, "k", "m")
+	o, err := NewOpenAI(mustURL(t, dead), "k", "m", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,9 +256,9 @@ func TestOpenAIErrors(t *testing.T) {
 			w.WriteHeader(code)
 			w.Write([]byte(`{"error":{"message":"The model ` + "`m`" + ` does not exist","type":"invalid_request_error"}}`))
 		}))
-		o, _ := NewOpenAI(srv.URL+"/v1", "sk-test", "m")
+		o, _ := NewOpenAI(mustURL(t, srv.URL+"/v1"), "sk-test", "m", nil)
 		_, err := o.Greedy(ctx, "hi", 2)
-		if !errors.As(err, &be) || llamaStatus(err) != code || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "does not exist") {
+		if !errors.As(err, &be) || statusOf(err) != code || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "does not exist") {
 			t.Errorf("HTTP %d: %v", code, err)
 		}
 		if code == http.StatusNotFound && !strings.Contains(err.Error(), `model "m"`) {
@@ -272,11 +272,15 @@ func TestOpenAIErrors(t *testing.T) {
 		}
 	}
 	for _, u := range []string{"", "127.0.0.1:8080", "http://"} {
-		if _, err := NewOpenAI(u, "", "m"); err == nil {
+		pu, err := url.Parse(u)
+		if err == nil {
+			_, err = NewOpenAI(pu, "", "m", nil)
+		}
+		if err == nil {
 			t.Errorf("NewOpenAI(%q) accepted", u)
 		}
 	}
-	if _, err := NewOpenAI("http://127.0.0.1:1/v1", "", ""); err == nil {
+	if _, err := NewOpenAI(mustURL(t, "http://127.0.0.1:1/v1"), "", "", nil); err == nil {
 		t.Error("NewOpenAI accepted no model")
 	}
 }
@@ -297,7 +301,7 @@ func TestOpenAILegacyEcho(t *testing.T) {
 		w.Write([]byte(`{"choices":[{"text":"Hi world!!","logprobs":{"tokens":["Hi"," world","!","!"],"token_logprobs":[null,-0.5,-2.25,-3],"top_logprobs":[null,{" world":-0.5},{"!":-2.25},{"!":-3}]}}]}`))
 	}))
 	defer srv.Close()
-	o, _ := NewOpenAI(srv.URL, "", "m")
+	o, _ := NewOpenAI(mustURL(t, srv.URL), "", "m", nil)
 	ctx := llamaCtx(t)
 	g, err := o.Greedy(ctx, "Hi", 1)
 	if err != nil || g.Text != " world" || len(g.Steps) != 1 || g.Steps[0].Token.Logprob != -0.5 || g.Steps[0].Top[0].Text != " world" || g.Steps[0].Top[1].Logprob != -1.5 {

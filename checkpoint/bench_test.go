@@ -2,6 +2,7 @@ package checkpoint_test
 
 import (
 	"context"
+	"net/url"
 	"testing"
 	"time"
 
@@ -40,21 +41,21 @@ func BenchmarkScoreVsGreedy(b *testing.B) {
 		open func() backend.Backend
 	}{
 		{"llamacpp", func() backend.Backend {
-			l, err := backend.NewLlamaCpp(lsrv.URL)
+			l, err := backend.NewLlamaCpp(mustURL(b, lsrv.URL), "", nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			return l
 		}},
 		{"ollama", func() backend.Backend {
-			o, err := backend.NewOllama(osrv.URL, name)
+			o, err := backend.NewOllama(mustURL(b, osrv.URL), name, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			return o
 		}},
 		{"ollama+llama-server", func() backend.Backend {
-			o, err := backend.NewOllama(osrv.URL, name)
+			o, err := backend.NewOllama(mustURL(b, osrv.URL), name, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -136,4 +137,12 @@ func BenchmarkScoreVsGreedy(b *testing.B) {
 			})
 		}
 	}
+}
+
+func mustURL(t testing.TB, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

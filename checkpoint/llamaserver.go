@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -96,11 +97,11 @@ func openLlamaServer(ctx context.Context, m *Model, opt Options, ck, base *files
 		return &backend.Error{Op: "llama-server start", URL: url, Err: fmt.Errorf("%v: %s", err, lastLines(log, 3))}
 	}
 
-	hc := opt.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return err
 	}
-	b, err := backend.NewLlamaCpp(url, backend.LlamaCppModel("checkpoint"), backend.LlamaCppHTTPClient(hc))
+	b, err := backend.NewLlamaCpp(u, "checkpoint", opt.HTTPClient)
 	if err != nil {
 		return err
 	}

@@ -187,11 +187,10 @@ func openOllama(ctx context.Context, m *Model, opt Options, ck, base *files) err
 			}
 		}
 	}
-	b, err := backend.NewOllama(opt.URL, name)
+	b, err := backend.NewOllama(u, name, opt.HTTPClient)
 	if err != nil {
 		return err
 	}
-	b.HTTPClient = opt.HTTPClient
 	// Keep the model loaded for the whole run: reloading between queries costs time, never results.
 	keep := time.Duration(-1)
 	b.KeepAlive = &keep

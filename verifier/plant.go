@@ -83,32 +83,48 @@ func (o *PlantOptions) progress(stage string, done, total int) {
 	}
 }
 
+// FieldError is a bad value in an options struct of this package. Field names it as a Go
+// caller writes it ("Params.Groups"), so the message makes sense to any caller; the command line
+// maps field names to its flags.
+type FieldError struct {
+	Field string // e.g. "Params.Groups", "VerifyOptions.Alpha"
+	Msg   string // what is wrong, e.g. "must be at least 1"
+}
+
+func (e *FieldError) Error() string { return e.Field + " " + e.Msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
 // Check validates the parameters (NaN refused), so that a caller can do it before any work such
-// as starting a server. Plant checks them again.
+// as starting a server. Plant checks them again. A bad value is a *FieldError.
 func (p *Params) Check() error {
 	switch {
 	case p.Groups < 1:
-		return errors.New("--groups must be at least 1")
+		return fieldErr("Params.Groups", "must be at least 1")
 	case p.Groups > 64:
-		return errors.New("--groups must be at most 64")
+		return fieldErr("Params.Groups", "must be at most 64")
 	case p.Decoys < 0:
-		return errors.New("--decoys must not be negative")
+		return fieldErr("Params.Decoys", "must not be negative")
 	case p.K < 2:
-		return errors.New("--top-k must be at least 2: one candidate carries no secret")
+		return fieldErr("Params.K", "must be at least 2: one candidate carries no secret")
 	case p.SigLen < 1:
-		return errors.New("--sig-len must be at least 1")
+		return fieldErr("Params.SigLen", "must be at least 1")
 	case p.TriggerLen < 1:
-		return errors.New("--trigger-len must be at least 1")
+		return fieldErr("Params.TriggerLen", "must be at least 1")
 	case p.Count < 0:
-		return errors.New("--count must not be negative")
+		return fieldErr("Params.Count", "must not be negative")
 	case p.Count == 0 && !(p.Rate > 0 && p.Rate < 1):
-		return errors.New("--rate must be between 0 and 1 (exclusive)")
+		return fieldErr("Params.Rate", "must be between 0 and 1 (exclusive)")
 	case p.Mode != "replace" && p.Mode != "prefix":
-		return fmt.Errorf("--mode must be replace or prefix, not %q", p.Mode)
+		return fieldErr("Params.Mode", "must be replace or prefix, not %q", p.Mode)
 	case p.Prompts < 1:
-		return errors.New("--prompts must be at least 1")
-	case p.HeldBack < 0 || p.Sentinels < 0:
-		return errors.New("--held-back and --sentinels must not be negative")
+		return fieldErr("Params.Prompts", "must be at least 1")
+	case p.HeldBack < 0:
+		return fieldErr("Params.HeldBack", "must not be negative")
+	case p.Sentinels < 0:
+		return fieldErr("Params.Sentinels", "must not be negative")
 	}
 	return nil
 }
@@ -149,7 +165,7 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 			scan.records, total, p.Groups, p.Decoys, need)}
 	}
 	if p.Groups*p.Prompts > total {
-		return nil, nil, fmt.Errorf("--prompts %d needs at least %d planted copies for %d groups, have %d", p.Prompts, p.Groups*p.Prompts, p.Groups, total)
+		return nil, nil, fieldErr("Params.Prompts", "%d needs at least %d planted copies for %d groups, have %d", p.Prompts, p.Groups*p.Prompts, p.Groups, total)
 	}
 
 	// Draw more hosts than needed: a host whose record cannot carry a secret (no user turn, or a
@@ -344,11 +360,11 @@ func distinctPaths(input, output, key, heldout string) error {
 	}
 	switch {
 	case same(input, output):
-		return fmt.Errorf("output %s is the input: planting never changes its input, choose another --output", output)
+		return fmt.Errorf("output %s is the input: planting never changes its input, choose another output", output)
 	case same(input, key):
-		return fmt.Errorf("key %s is the input: choose another --key", key)
+		return fmt.Errorf("key %s is the input: choose another key path", key)
 	case same(output, key):
-		return fmt.Errorf("key %s is the output: choose another --key", key)
+		return fmt.Errorf("key %s is the output: choose another key path", key)
 	case heldout != "" && (same(heldout, input) || same(heldout, output) || same(heldout, key)):
 		return fmt.Errorf("held-out file %s is the input, the output or the key: it must be a file of its own", heldout)
 	}

@@ -2,7 +2,6 @@ package verifier
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -135,19 +134,19 @@ type PromptResult struct {
 }
 
 // Check validates the options (NaN and infinities refused), so that a caller can do it before any
-// work such as loading a checkpoint. Verify checks them again.
+// work such as loading a checkpoint. Verify checks them again. A bad value is a *FieldError.
 func (opt *VerifyOptions) Check() error {
 	switch {
 	case !(opt.Alpha > 0 && opt.Alpha < 1):
-		return fmt.Errorf("--alpha must be between 0 and 1 (exclusive), not %g", opt.Alpha)
+		return fieldErr("VerifyOptions.Alpha", "must be between 0 and 1 (exclusive), not %g", opt.Alpha)
 	case opt.Test != "" && opt.Test != TestAgnostic && opt.Test != TestBase:
-		return fmt.Errorf("--test must be %s or %s, not %q", TestAgnostic, TestBase, opt.Test)
+		return fieldErr("VerifyOptions.Test", "must be %s or %s, not %q", TestAgnostic, TestBase, opt.Test)
 	case opt.Queries < 0:
-		return errors.New("--queries must not be negative")
+		return fieldErr("VerifyOptions.Queries", "must not be negative")
 	case !(opt.MinShare >= 0 && opt.MinShare < 1):
-		return fmt.Errorf("--min-share must be in [0, 1), not %g", opt.MinShare)
+		return fieldErr("VerifyOptions.MinShare", "must be in [0, 1), not %g", opt.MinShare)
 	case !(opt.AlphaData > 0 && opt.AlphaData < 1):
-		return fmt.Errorf("--alpha-data must be between 0 and 1 (exclusive), not %g", opt.AlphaData)
+		return fieldErr("VerifyOptions.AlphaData", "must be between 0 and 1 (exclusive), not %g", opt.AlphaData)
 	}
 	return nil
 }

@@ -24,15 +24,16 @@ var Vocab = []string{
 	".", ";", "<|im_end|>", "<|im_start|>", "\n", "",
 }
 
-// Model is the fake backend. It is safe for concurrent use once Learn calls are over.
+// Model is the fake backend.
 type Model struct {
 	Name  string
 	Vocab []string
 	// Learned maps a rendered prompt to the text greedy decoding returns after it.
 	Learned map[string]string
-	// Calls counts requests, by method name; read it when no call is running.
+	// Calls counts requests, by method name. Read it while no call is in flight.
 	Calls map[string]int
-	mu    sync.Mutex // guards Calls
+
+	mu sync.Mutex // guards Calls: a Model is safe for concurrent use, as every backend is
 }
 
 func (m *Model) count(method string) {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -174,23 +175,36 @@ func openServed(c *cli.Context, key *verifier.Key, t target) (backend.Backend, e
 		return openCheckpoint(c, key, t)
 	}
 	url, model := c.String("url"), t.Model
+	if model == "" && c.String("backend") != "llamacpp" {
+		return nil, errors.New("no model named: give --model")
+	}
 	hc := httpClient(c)
+	parse := func(kind, raw string) (*neturl.URL, error) {
+		u, err := neturl.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("bad %s URL %q: %v", kind, raw, err)
+		}
+		return u, nil
+	}
 	switch c.String("backend") {
 	case "ollama":
 		if url == "" {
 			url = backend.OllamaURL()
 		}
-		o, err := backend.NewOllama(url, model)
+		u, err := parse("Ollama", url)
 		if err != nil {
 			return nil, err
 		}
-		o.HTTPClient = hc
-		return o, nil
+		return backend.NewOllama(u, model, hc)
 	case "llamacpp":
 		if url == "" {
 			url = defaultLlamaCppURL
 		}
-		return backend.NewLlamaCpp(url, backend.LlamaCppModel(model), backend.LlamaCppHTTPClient(hc))
+		u, err := parse("llama.cpp server", url)
+		if err != nil {
+			return nil, err
+		}
+		return backend.NewLlamaCpp(u, model, hc)
 	case "openai":
 		envURL, envKey := backend.OpenAIEnv()
 		if url == "" {
@@ -200,12 +214,11 @@ func openServed(c *cli.Context, key *verifier.Key, t target) (backend.Backend, e
 		if key == "" {
 			key = envKey
 		}
-		o, err := backend.NewOpenAI(url, key, model)
+		u, err := parse("OpenAI-compatible API", url)
 		if err != nil {
 			return nil, err
 		}
-		o.HTTPClient = hc
-		return o, nil
+		return backend.NewOpenAI(u, key, model, hc)
 	}
 	return nil, fmt.Errorf("unknown --backend %q: want ollama, llamacpp or openai", c.String("backend"))
 }
