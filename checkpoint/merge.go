@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // A PEFT LoRA adapter changes each target module's weight W (out × in, as nn.Linear stores it) to
@@ -442,21 +444,35 @@ func mergePair(base *stFile, name, module string, p *loraPair, c *loraConfig) ([
 }
 
 // addLoRA adds s · B · A to w (out × in, or in × out when transposed), with a: r × in and
-// b: out × r, all row-major. Each element's sum is taken in float64 and rounded once to float32.
+// b: out × r, all row-major. Each element's sum over k is taken in float64, in order of k, and
+// rounded once to float32. Rows of the product are shared out among the CPUs.
 func addLoRA(w, a, b []float32, out, in, r int, s float64, transposed bool) {
-	for o := 0; o < out; o++ {
-		for i := 0; i < in; i++ {
-			var d float64
-			for k := 0; k < r; k++ {
-				d += float64(b[o*r+k]) * float64(a[k*in+i])
+	workers := min(runtime.GOMAXPROCS(0), out)
+	var wg sync.WaitGroup
+	for n := 0; n < workers; n++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			row := make([]float64, in)
+			for o := n; o < out; o += workers {
+				clear(row)
+				for k := 0; k < r; k++ {
+					bk := float64(b[o*r+k])
+					for i, x := range a[k*in : (k+1)*in] {
+						row[i] += bk * float64(x)
+					}
+				}
+				for i, d := range row {
+					j := o*in + i
+					if transposed {
+						j = i*out + o
+					}
+					w[j] = float32(float64(w[j]) + s*d)
+				}
 			}
-			j := o*in + i
-			if transposed {
-				j = i*out + o
-			}
-			w[j] = float32(float64(w[j]) + s*d)
-		}
+		}()
 	}
+	wg.Wait()
 }
 
 // replaceTensor returns a modules_to_save tensor in place of the base's, in the base's dtype.
