@@ -4,9 +4,11 @@
 //
 // Hugging Face folders and safetensors adapters are converted to GGUF in-process with Ollama's own
 // converter package (github.com/ollama/ollama/convert), so a folder loads exactly as `ollama create`
-// would load it, and llama-server gets the same file. Checks that can be made on the files alone
-// (magic, truncation, missing files, architecture, vocabulary) run before any server is touched, so
-// a bad checkpoint fails fast with a one-line error and changes nothing.
+// would load it, and llama-server gets the same file. An adapter the converter has no route for (any
+// architecture but llama and gemma2) is merged into its base's Hugging Face folder first (merge.go).
+// Checks that can be made on the files alone (magic, truncation, missing files, architecture,
+// vocabulary, the adapter's config) run before any server is touched, so a bad checkpoint fails
+// fast with a one-line error and changes nothing.
 package checkpoint
 
 import (
