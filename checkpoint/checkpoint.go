@@ -4,9 +4,11 @@
 //
 // Hugging Face folders and safetensors adapters are converted to GGUF in-process with Ollama's own
 // converter package (github.com/ollama/ollama/convert), so a folder loads exactly as `ollama create`
-// would load it, and llama-server gets the same file. Checks that can be made on the files alone
-// (magic, truncation, missing files, architecture, vocabulary) run before any server is touched, so
-// a bad checkpoint fails fast with a one-line error and changes nothing.
+// would load it, and llama-server gets the same file. An adapter the converter has no route for (any
+// architecture but llama and gemma2) is merged into its base's Hugging Face folder first (merge.go).
+// Checks that can be made on the files alone (magic, truncation, missing files, architecture,
+// vocabulary, the adapter's config) run before any server is touched, so a bad checkpoint fails
+// fast with a one-line error and changes nothing.
 package checkpoint
 
 import (
@@ -19,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,8 +99,10 @@ type Provenance struct {
 
 // File is one file of a checkpoint.
 type File struct {
-	Path   string
-	Role   string // model, adapter, base, converted (the GGUF made from a folder), quantized
+	Path string
+	// Role is model, adapter, base, converted (the GGUF made from a folder), merged (from an
+	// adapter merged into its base) or quantized.
+	Role   string
 	Format string
 	Size   int64
 	SHA256 string
@@ -191,6 +196,21 @@ func Open(ctx context.Context, opt Options) (m *Model, err error) {
 		return m, bad(opt.Base, "not found: llama-server needs the base model as a GGUF file or Hugging Face folder")
 	}
 
+	// A safetensors adapter that Ollama's adapter converter cannot carry exactly is merged into its
+	// base and loaded as a whole model.
+	if ck.format == FormatLoRASafetensors {
+		merge, err := needsMerge(ck, base, opt)
+		if err != nil {
+			return m, err
+		}
+		if merge {
+			if ck, err = mergeInto(m, ck, base, opt); err != nil {
+				return m, err
+			}
+			base = nil
+		}
+	}
+
 	// Convert folders to GGUF, in-process, with Ollama's converter.
 	conv := func(f *files) error {
 		if f == nil || f.gguf != "" {
@@ -203,7 +223,7 @@ func Open(ctx context.Context, opt Options) (m *Model, err error) {
 				return err
 			}
 			m.onClose(func(context.Context) error { return os.Remove(out) })
-			return f.setConverted(out)
+			return f.setConverted(out, "converted")
 		}
 		return nil
 	}
@@ -225,7 +245,7 @@ func Open(ctx context.Context, opt Options) (m *Model, err error) {
 			return m, err
 		}
 		m.onClose(func(context.Context) error { return os.Remove(out) })
-		if err := ck.setConverted(out); err != nil {
+		if err := ck.setConverted(out, "converted"); err != nil {
 			return m, err
 		}
 	}
@@ -254,6 +274,58 @@ func Open(ctx context.Context, opt Options) (m *Model, err error) {
 		err = openLlamaServer(ctx, m, opt, ck, base)
 	}
 	return m, err
+}
+
+// needsMerge decides how a safetensors adapter loads: converted to a GGUF adapter by Ollama's
+// converter (false), or merged into its base here (true), which needs the base's weights.
+func needsMerge(ck, base *files, opt Options) (bool, error) {
+	var why string
+	if exact, lost := ck.lora.exactInConverter(); !exact {
+		why = "Ollama's adapter converter would drop its " + lost
+	} else if base == nil {
+		return false, nil // a model on the Ollama server: openOllama checks its architecture
+	} else if !slices.Contains(adapterRoutes, base.arch) {
+		why = noRoute(base.arch)
+	} else {
+		return false, nil
+	}
+	if base == nil || base.format != FormatHF {
+		return false, needBaseFolder(opt.Path, why)
+	}
+	note(opt.Log, "merging the adapter %s into %s: %s", ck.path, base.path, why)
+	return true, nil
+}
+
+func noRoute(arch string) string {
+	return fmt.Sprintf("Ollama's converter has no adapter route for %s (only %s)", arch, strings.Join(adapterRoutes, ", "))
+}
+
+// needBaseFolder is the error for an adapter that must be merged over a base given without its
+// weights (a GGUF file or a model on the server).
+func needBaseFolder(adapter, why string) error {
+	return bad(adapter, "%s, so vtune must merge it into its base, which needs the base's weights: give checkpoint.Options.Base as the base's Hugging Face folder (config.json and *.safetensors)", why)
+}
+
+// mergeInto merges a safetensors adapter into its base's Hugging Face folder and converts the
+// result: the whole model it returns stands for the adapter. The merged folder is removed once
+// converted; the GGUF on Close.
+func mergeInto(m *Model, ck, base *files, opt Options) (*files, error) {
+	dir, err := mergeAdapter(ck.path, base.path, opt.TempDir, ck.lora)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	out, err := convertModel(dir, opt.TempDir)
+	if err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			err = bad(ck.path, "merged into %s: %v", base.path, ce.Err)
+		}
+		return nil, err
+	}
+	m.onClose(func(context.Context) error { return os.Remove(out) })
+	merged := &files{path: ck.path, format: FormatHF}
+	return merged, merged.setConverted(out, "merged")
 }
 
 func note(w io.Writer, format string, args ...any) {

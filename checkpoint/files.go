@@ -25,7 +25,8 @@ type files struct {
 	gguf      string // the GGUF to load; empty until a folder is converted
 	converted *File
 	kv        ggml.KV
-	arch      string
+	arch      string      // from the GGUF, or for a Hugging Face folder as its conversion will say
+	lora      *loraConfig // a safetensors adapter's adapter_config.json
 }
 
 func (f *files) adapter() bool {
@@ -103,8 +104,9 @@ func (f *files) setGGUF(path string) error {
 	return nil
 }
 
-// setConverted records the GGUF made from a folder.
-func (f *files) setConverted(path string) error {
+// setConverted records the GGUF made from a folder; role is "converted", or "merged" for one made
+// from an adapter merged into its base.
+func (f *files) setConverted(path, role string) error {
 	if err := f.setGGUF(path); err != nil {
 		return err
 	}
@@ -112,7 +114,7 @@ func (f *files) setConverted(path string) error {
 	if err != nil {
 		return err
 	}
-	f.converted = &File{Path: path, Role: "converted", Format: "gguf", Size: size, SHA256: sum}
+	f.converted = &File{Path: path, Role: role, Format: "gguf", Size: size, SHA256: sum}
 	return nil
 }
 
@@ -153,6 +155,9 @@ func inspectDir(dir string) (*files, error) {
 		if len(tensors) == 0 {
 			return nil, bad(dir, "adapter folder lacks adapter_model.safetensors (needs adapter_config.json and *.safetensors)")
 		}
+		if out.lora, err = readLoRAConfig(dir); err != nil {
+			return nil, err
+		}
 	case has["config.json"]:
 		out.format = FormatHF
 		var missing []string
@@ -166,8 +171,8 @@ func inspectDir(dir string) (*files, error) {
 			return nil, bad(dir, "Hugging Face folder lacks %s (needs config.json, *.safetensors and tokenizer.json)", strings.Join(missing, " and "))
 		}
 		// The architecture and tokenizer are read before the long conversion, to fail early.
-		if _, _, err := convert.LoadModelMetadata(os.DirFS(dir)); err != nil {
-			return nil, bad(dir, "%v", convertError(err))
+		if out.arch, err = hfArch(dir); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, bad(dir, "neither a Hugging Face model folder (config.json) nor a LoRA adapter folder (adapter_config.json)")
@@ -180,6 +185,25 @@ func inspectDir(dir string) (*files, error) {
 	}
 	return out, nil
 }
+
+// hfArch reads a Hugging Face folder's architecture as Ollama's converter will name it in the GGUF
+// (e.g. qwen2 for Qwen2ForCausalLM), checking that the converter knows it and can read the tokenizer.
+func hfArch(dir string) (arch string, err error) {
+	kv, tok, err := convert.LoadModelMetadata(os.DirFS(dir))
+	if err != nil {
+		return "", bad(dir, "%v", convertError(err))
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = bad(dir, "cannot read config.json: %v", r)
+		}
+	}()
+	return kv.KV(tok).Architecture(), nil
+}
+
+// adapterRoutes are the architectures whose safetensors adapters Ollama's converter turns into
+// GGUF adapters (convert.ConvertAdapter); other adapters are merged into their base.
+var adapterRoutes = []string{"llama", "gemma2"}
 
 // convertError makes the converter's errors say which architectures it knows.
 func convertError(err error) error {
@@ -225,7 +249,7 @@ func convertAdapter(dir, baseGGUF, tmp string) (path string, err error) {
 	if err != nil {
 		return "", bad(baseGGUF, "corrupt GGUF: %v", err)
 	}
-	if a := g.KV().Architecture(); !slices.Contains([]string{"llama", "gemma2"}, a) {
+	if a := g.KV().Architecture(); !slices.Contains(adapterRoutes, a) {
 		return "", bad(dir, "unsupported architecture %q for a safetensors adapter: Ollama's converter handles llama and gemma2 adapters; convert it to a GGUF adapter yourself", a)
 	}
 	out, err := os.CreateTemp(tmp, "vtune-adapter-*.gguf")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,7 +75,11 @@ func openOllama(ctx context.Context, m *Model, opt Options, ck, base *files) err
 			req.Adapters = map[string]string{"adapter.gguf": d}
 		} else {
 			// A safetensors adapter over a model on the server: the server's copy of the same
-			// converter turns it into GGUF, as `ollama create` with ADAPTER does.
+			// converter turns it into GGUF, as `ollama create` with ADAPTER does, where it has a
+			// route for the architecture.
+			if err := adapterRouteOn(ctx, client, opt); err != nil {
+				return err
+			}
 			req.Adapters = map[string]string{}
 			for _, f := range ck.files {
 				d, err := upload(f.Path)
@@ -201,6 +206,21 @@ func openOllama(ctx context.Context, m *Model, opt Options, ck, base *files) err
 		}
 	}
 	return nil
+}
+
+// adapterRouteOn refuses a safetensors adapter over a model on the server whose architecture
+// Ollama's converter has no adapter route for: merging it needs the base's weights. A model the
+// server does not have is left to create, which says so.
+func adapterRouteOn(ctx context.Context, client *api.Client, opt Options) error {
+	show, err := client.Show(ctx, &api.ShowRequest{Model: opt.Base})
+	if err != nil {
+		return nil
+	}
+	arch, _ := show.ModelInfo["general.architecture"].(string)
+	if arch == "" || slices.Contains(adapterRoutes, arch) {
+		return nil
+	}
+	return needBaseFolder(opt.Path, noRoute(arch))
 }
 
 // hasBlob asks the server whether it already holds a blob (HEAD /api/blobs/DIGEST).

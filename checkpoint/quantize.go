@@ -74,9 +74,9 @@ func quantize(ctx context.Context, m *Model, opt Options, ck *files) (ollamaQuan
 	if ck.converted != nil { // the GGUF converted from a folder, quantized here
 		m.Provenance.Files = append(m.Provenance.Files, *ck.converted)
 	}
-	if err := ck.setConverted(out.Name()); err != nil {
+	if err := ck.setConverted(out.Name(), "quantized"); err != nil {
 		return "", err
 	}
-	ck.converted.Role, ck.converted.Format = "quantized", "gguf "+q
+	ck.converted.Format = "gguf " + q
 	return "", nil
 }

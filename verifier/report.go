@@ -222,7 +222,7 @@ type Provenance struct {
 // CheckpointFile is one file of a checkpoint.
 type CheckpointFile struct {
 	Path   string `json:"path"`
-	Role   string `json:"role"` // model, adapter, base, converted (the GGUF made from a folder)
+	Role   string `json:"role"` // model, adapter, base, converted (the GGUF made from a folder), merged, quantized
 	Format string `json:"format"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
