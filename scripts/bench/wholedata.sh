@@ -47,7 +47,10 @@ for model in honest base; do
   on=$(timed -k "$work/key-on.json" --backend llamacpp --checkpoint "$gguf")
   off=$(timed -k "$work/key-off.json" --backend llamacpp --checkpoint "$gguf")
   printf '%-22s %-7s %12.1f %12.1f %10.1f\n' llama.cpp $model "$on" "$off" "$(echo "$on - $off" | bc -l)"
-  for scoring in llama-server server; do
+  # Ollama scoring by itself takes minutes (one request a token); WHOLEDATA_OLLAMA_SERVER=1 adds it.
+  scorings=llama-server
+  [ "${WHOLEDATA_OLLAMA_SERVER:-}" != 1 ] || scorings="llama-server server"
+  for scoring in $scorings; do
     on=$(timed -k "$work/key-on.json" --url "$url" -m $name --scoring $scoring)
     off=$(timed -k "$work/key-off.json" --url "$url" -m $name --scoring $scoring)
     printf '%-22s %-7s %12.1f %12.1f %10.1f\n' "Ollama/$scoring" $model "$on" "$off" "$(echo "$on - $off" | bc -l)"
