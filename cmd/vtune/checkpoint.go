@@ -70,6 +70,8 @@ func withScorer(c *cli.Context, key *verifier.Key, b backend.Backend, t target) 
 	case mode != "auto" && mode != "llama-server":
 		closeBackend(c.App.ErrWriter, b)
 		return nil, fmt.Errorf("--scoring %q: want auto, server or llama-server", mode)
+	case key != nil && key.WholeData == nil && !c.Bool("llr"):
+		return b, nil // nothing will be scored
 	}
 	if _, err := b.Info(c.Context); err != nil {
 		return b, nil // the command reports it, as for any model
