@@ -88,6 +88,9 @@ type ModelInfo struct {
 	Vocab   int    `json:"vocab,omitempty"`  // vocabulary size, where known
 	// Template is the chat template the server applies, as the server reports it.
 	Template string `json:"template,omitempty"`
+	// Slots is how many requests the server says it runs at once (llama-server's -np); 0 when
+	// it does not say. It describes the server, not the model, so keys and reports leave it out.
+	Slots int `json:"-"`
 }
 
 // Backend is a model served by one serving stack. Implementations are safe for concurrent use by

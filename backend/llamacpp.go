@@ -258,6 +258,7 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 		ChatTemplate string `json:"chat_template"`
 		ModelAlias   string `json:"model_alias"`
 		ModelPath    string `json:"model_path"`
+		TotalSlots   int    `json:"total_slots"`
 	}
 	if err := l.call(ctx, "props", "/props", nil, &props); err != nil {
 		return ModelInfo{}, err
@@ -266,7 +267,7 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 	if err := l.call(ctx, "models", "/v1/models", nil, &models); err != nil {
 		return ModelInfo{}, err
 	}
-	info := ModelInfo{Backend: "llamacpp", URL: l.c.base.String(), Name: props.ModelAlias, Template: props.ChatTemplate}
+	info := ModelInfo{Backend: "llamacpp", URL: l.c.base.String(), Name: props.ModelAlias, Template: props.ChatTemplate, Slots: props.TotalSlots}
 	pick := -1
 	var served []string
 	for i, m := range models.Data {

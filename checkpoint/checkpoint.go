@@ -52,6 +52,9 @@ type Options struct {
 	// LlamaQuantize is the llama-quantize command: a path, or a name looked up on PATH; empty
 	// means llama-quantize on PATH.
 	LlamaQuantize string
+	// Slots is how many requests a llama-server started here runs at once (its -np); below 1,
+	// one.
+	Slots int
 	// Keep leaves the temporary Ollama model in place (its name is in Model.Name).
 	Keep bool
 	// TempDir holds converted files while the model is loaded; default os.TempDir().

@@ -56,7 +56,7 @@ func openLlamaServer(ctx context.Context, m *Model, opt Options, ck, base *files
 	if ck.adapter() {
 		model, lora = base.gguf, ck.gguf
 	}
-	args := []string{"-m", model, "--host", "127.0.0.1", "-a", "checkpoint", "-np", "1", "-lv", "4"}
+	args := []string{"-m", model, "--host", "127.0.0.1", "-a", "checkpoint", "-np", strconv.Itoa(max(opt.Slots, 1)), "-lv", "4"}
 	if lora != "" {
 		args = append(args, "--lora", lora)
 	}

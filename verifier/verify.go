@@ -143,6 +143,8 @@ func (opt *VerifyOptions) Check() error {
 		return fieldErr("VerifyOptions.Test", "must be %s or %s, not %q", TestAgnostic, TestBase, opt.Test)
 	case opt.Queries < 0:
 		return fieldErr("VerifyOptions.Queries", "must not be negative")
+	case opt.Parallel < 0:
+		return fieldErr("VerifyOptions.Parallel", "must not be negative")
 	case !(opt.MinShare >= 0 && opt.MinShare < 1):
 		return fieldErr("VerifyOptions.MinShare", "must be in [0, 1), not %g", opt.MinShare)
 	case !(opt.AlphaData > 0 && opt.AlphaData < 1):

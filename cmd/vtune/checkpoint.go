@@ -33,7 +33,7 @@ func openCheckpoint(c *cli.Context, key *verifier.Key, t target) (backend.Backen
 		return nil, fmt.Errorf("give --model or --checkpoint, not both")
 	}
 	opt := checkpoint.Options{
-		Path: t.Checkpoint, Quantize: t.Quantize, LlamaQuantize: c.String("llama-quantize"), Base: c.String("base"), Backend: c.String("backend"),
+		Slots: c.Int("parallel"), Path: t.Checkpoint, Quantize: t.Quantize, LlamaQuantize: c.String("llama-quantize"), Base: c.String("base"), Backend: c.String("backend"),
 		URL: c.String("url"), LlamaServer: c.String("llama-server"), Keep: c.Bool("keep"),
 		HTTPClient: httpClient(c),
 	}

@@ -217,3 +217,40 @@ func TestQuantizeBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestParallelSameReport verifies a fixture through a 4-slot llama-server with four requests in
+// flight and through a 1-slot one sequentially: the same report, score for score.
+func TestParallelSameReport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs llama-server")
+	}
+	servertest.UseLlamaServer(t)
+	dir := filepath.Join(fixturesDir(), "tiny-llama")
+	var reps []*verifier.Report
+	for _, n := range []string{"1", "4"} {
+		code, rep, stderr := verifyJSON(t, "-k", filepath.Join(dir, "key.json"), "--backend", "llamacpp",
+			"--checkpoint", filepath.Join(dir, "honest.gguf"), "--parallel", n, "--reveal")
+		if code != exitVerified {
+			t.Fatalf("--parallel %s: exit %d: %s", n, code, stderr)
+		}
+		reps = append(reps, rep)
+	}
+	a, b := reps[0], reps[1]
+	if !sameReport(a, b) || *a.MeanLLRPlanted != *b.MeanLLRPlanted {
+		t.Fatalf("reports differ:\n%+v\n%+v", a, b)
+	}
+	for i := range a.Groups {
+		for j := range a.Groups[i].Prompts {
+			if pa, pb := a.Groups[i].Prompts[j], b.Groups[i].Prompts[j]; pa.Hit != pb.Hit || *pa.Output != *pb.Output {
+				t.Errorf("group %d prompt %d: %q and %q", a.Groups[i].ID, j, *pa.Output, *pb.Output)
+			}
+		}
+	}
+	sa := append(append([]float64{}, a.WholeData.HeldBackScores...), a.WholeData.SentinelScores...)
+	sb := append(append([]float64{}, b.WholeData.HeldBackScores...), b.WholeData.SentinelScores...)
+	for i := range sa {
+		if !near(sa[i], sb[i]) {
+			t.Fatalf("record %d: score %v sequentially, %v in parallel", i, sa[i], sb[i])
+		}
+	}
+}

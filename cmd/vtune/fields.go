@@ -27,7 +27,7 @@ var flagOf = map[string]string{
 	"Params.Rate": "--rate", "Params.Mode": "--mode", "Params.Prompts": "--prompts",
 	"Params.HeldBack": "--held-back", "Params.Sentinels": "--sentinels",
 	"VerifyOptions.Alpha": "--alpha", "VerifyOptions.Test": "--test", "VerifyOptions.Queries": "--queries",
-	"VerifyOptions.MinShare": "--min-share", "VerifyOptions.AlphaData": "--alpha-data",
+	"VerifyOptions.MinShare": "--min-share", "VerifyOptions.Parallel": "--parallel", "VerifyOptions.AlphaData": "--alpha-data",
 }
 
 // flagNames returns err's message with the option field it names, if any, replaced by its flag.

@@ -342,6 +342,7 @@ your data, not only on the planted records, which a provider can find without th
 			&cli.IntFlag{Name: "queries", Usage: "prompts to query per group (0: all stored in the key)"},
 			&cli.BoolFlag{Name: "llr", Value: true, Usage: "also score each signature under the model (log-likelihood ratio against the base); --llr=false skips it"},
 			&cli.BoolFlag{Name: "reveal", Usage: "include the model's outputs in the report (they show the signatures)"},
+			&cli.IntFlag{Name: "parallel", Usage: "requests in flight at once (queries, then record scores); 0: as many as the server has slots where it says (llama-server's -np; a --checkpoint's llama-server is started with this many), else 1. The report does not depend on it"},
 		), compareFlags()...),
 		Action: func(c *cli.Context) error {
 			key, err := verifier.ReadKey(c.Path("key"))
@@ -351,7 +352,7 @@ your data, not only on the planted records, which a provider can find without th
 			opt := verifier.VerifyOptions{
 				Queries: c.Int("queries"), Alpha: c.Float64("alpha"), Test: c.String("test"),
 				MinShare: c.Float64("min-share"), AlphaData: c.Float64("alpha-data"),
-				LLR: c.Bool("llr"), Reveal: c.Bool("reveal"),
+				LLR: c.Bool("llr"), Reveal: c.Bool("reveal"), Parallel: c.Int("parallel"),
 			}
 			if err := opt.Check(); err != nil {
 				return err
@@ -395,6 +396,11 @@ func verifyOne(c *cli.Context, open opener, key *verifier.Key, opt verifier.Veri
 		return nil, err
 	}
 	defer closeBackend(c.App.ErrWriter, b)
+	if opt.Parallel == 0 {
+		if info, err := b.Info(c.Context); err == nil {
+			opt.Parallel = max(info.Slots, 1)
+		}
+	}
 	prog := newProgress(c.App.ErrWriter, c.Bool("quiet"))
 	opt.Progress = prog.update
 	rep, err := verifier.Verify(c.Context, b, key, opt)
