@@ -2,9 +2,10 @@
 // llama.cpp's llama-server, OpenAI-compatible servers) behind the small Backend interface, which is
 // all that planting and verification need from a model.
 //
-// Prompts are plain text already rendered with the model's chat template (see Backend.Render), so
-// every call sees exactly the tokens a chat request would, and a signature can be continued or scored
-// token by token after it.
+// A Prompt is a conversation rendered with the model's chat template (see Backend.Render), so every
+// call sees exactly the tokens a chat request would, and a signature can be continued or scored
+// token by token after it (Prompt.Extend). It keeps the conversation, for servers that answer
+// only whole conversations, and the token ids where the server gives them.
 package backend
 
 import (
@@ -12,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -31,6 +33,10 @@ type Token struct {
 	// Bytes are the token's raw bytes where the server gives them, else the bytes of Text.
 	Bytes   []byte  `json:"-"`
 	Logprob float64 `json:"logprob"`
+	// ID is the token's id in the model's vocabulary where the server gives ids (llama.cpp);
+	// HasID says whether it did. A token made from text alone has none.
+	ID    int  `json:"-"`
+	HasID bool `json:"-"`
 }
 
 // Raw returns the token's bytes: Bytes when the server gave them, else Text.
@@ -41,17 +47,39 @@ func (t Token) Raw() []byte {
 	return []byte(t.Text)
 }
 
-// Step is one decoded position: the token taken and the ranked list the server reported there.
-type Step struct {
-	Token Token   `json:"token"`
-	Top   []Token `json:"top,omitempty"`
+// Prompt is what a model is asked to continue: a conversation rendered by Backend.Render, perhaps
+// extended token by token with Extend, or text given as it is (Prompt{Text: ...}: the start of a
+// rendering cut inside a turn, say). A Prompt is a value: Extend returns a new one and shares no
+// memory with the old, so one prompt can be extended along several paths.
+type Prompt struct {
+	// Messages is the conversation the prompt was rendered from; nil for text given as it is.
+	Messages []Message
+	// Text is what the model reads: the rendered conversation, then the tokens in Reply.
+	Text string
+	// IDs, where set, are the tokens a server that takes token ids (llama.cpp) is sent instead of
+	// Text tokenized: Render sets them to that tokenization, so it is asked for once; a caller
+	// may set any sequence it means (a greedy path, id by id). Nil: the server tokenizes Text.
+	IDs []int
+	// Reply holds the tokens Extend added after the rendered conversation.
+	Reply []Token
 }
 
-// Generation is the result of greedy decoding.
-type Generation struct {
-	Text  string `json:"text"`
-	Steps []Step `json:"steps,omitempty"`
+// Extend returns p followed by token t. The prompt is its text: IDs are cleared, and a server that
+// takes ids tokenizes the new text, which may merge t with what precedes it (" f" + "all" read
+// back as " fall"). That is what the method needs: the training data is text, a server without
+// ids (Ollama) can only be sent text, and signatures drawn on the text are the same on every
+// serving stack.
+func (p Prompt) Extend(t Token) Prompt {
+	q := p
+	q.Text = p.Text + string(t.Raw())
+	q.Reply = append(slices.Clip(p.Reply), t)
+	q.IDs = nil
+	return q
 }
+
+// Whole reports whether p is a rendered conversation with nothing added: the only prompt a server
+// that applies the chat template itself can answer.
+func (p Prompt) Whole() bool { return p.Messages != nil && len(p.Reply) == 0 }
 
 // TokenScore is the teacher-forced log-probability of one target token. When Exact is false the
 // server could not give the token's own probability (it was outside the ranked list it returns) and
@@ -88,41 +116,43 @@ type ModelInfo struct {
 	Vocab   int    `json:"vocab,omitempty"`  // vocabulary size, where known
 	// Template is the chat template the server applies, as the server reports it.
 	Template string `json:"template,omitempty"`
+	// MaxTop is the longest ranked list Next can return. It describes this server, not the
+	// model, so keys and reports leave it out.
+	MaxTop int `json:"-"`
 	// Slots is how many requests the server says it runs at once (llama-server's -np); 0 when
-	// it does not say. It describes the server, not the model, so keys and reports leave it out.
+	// it does not say. It too describes the server, not the model.
 	Slots int `json:"-"`
 }
 
 // Backend is a model served by one serving stack. Implementations are safe for concurrent use by
 // multiple goroutines.
 type Backend interface {
-	// Info identifies the served model. It also checks that the server answers and that the model
-	// exists, so callers use it first to fail early with a clear error.
+	// Info identifies the served model and says how far Next can rank (ModelInfo.MaxTop). It
+	// also checks that the server answers and that the model exists, so callers use it first to
+	// fail early with a clear error.
 	Info(ctx context.Context) (ModelInfo, error)
 
-	// Render turns a conversation into the prompt text that the model's chat template produces,
-	// ending where the assistant's reply begins.
-	Render(ctx context.Context, msgs []Message) (string, error)
+	// Render turns a conversation into the prompt the model's chat template produces, ending
+	// where the assistant's reply begins.
+	Render(ctx context.Context, msgs []Message) (Prompt, error)
 
-	// Greedy decodes up to maxTokens tokens after prompt greedily (temperature 0, top-k 1, no
-	// repeat penalty, fixed seed) and reports the per-token log-probabilities.
-	Greedy(ctx context.Context, prompt string, maxTokens int) (Generation, error)
+	// Greedy decodes up to maxTokens tokens after p greedily (temperature 0, top-k 1, no repeat
+	// penalty, fixed seed) and returns the text. A control token decoded before the end is
+	// spelled by its name, so the text cannot pass for what would follow it.
+	Greedy(ctx context.Context, p Prompt, maxTokens int) (string, error)
 
-	// Next returns the model's ranked next-token list after prompt, best first, with at most n
-	// entries (a server may cap n lower; MaxTop says how far).
-	Next(ctx context.Context, prompt string, n int) ([]Token, error)
+	// Next returns the model's ranked next-token list after p, best first, with at most n
+	// entries (the server may cap n lower: ModelInfo.MaxTop says how far).
+	Next(ctx context.Context, p Prompt, n int) ([]Token, error)
 
-	// MaxTop is the longest ranked list Next can return.
-	MaxTop() int
+	// Score teacher-forces target, the tokens to force one after another, after p and returns
+	// each token's log-probability, exact or bounded.
+	Score(ctx context.Context, p Prompt, target []Token) (Score, error)
 
-	// Score teacher-forces target, given as the token pieces to force one after another, after
-	// prompt and returns each token's log-probability, exact or bounded.
-	Score(ctx context.Context, prompt string, target []Token) (Score, error)
-
-	// ScoreText teacher-forces free text after prompt, split into tokens as the model's own
-	// tokenizer splits it where the server can tokenize (then exact), else as the server's ranked
-	// lists allow (approximate: see scoreTextByLists). Score.Tokens holds one entry per token.
-	ScoreText(ctx context.Context, prompt, text string) (Score, error)
+	// ScoreText teacher-forces free text after p, split into tokens as the model's own tokenizer
+	// splits it where the server can tokenize (then exact), else as the server's ranked lists
+	// allow (approximate: see scoreTextByLists). Score.Tokens holds one entry per token.
+	ScoreText(ctx context.Context, p Prompt, text string) (Score, error)
 }
 
 // Error is a failure of the server or of the conversation with it, as opposed to bad input. The
@@ -180,15 +210,16 @@ func lookup(list []Token, t Token) TokenScore {
 // greedy one, not necessarily the tokenizer's, so the sum approximates log P(text | prompt); it is
 // the same measurement for every text, which is what a comparison between two sets of records
 // needs.
-func scoreTextByLists(ctx context.Context, next func(ctx context.Context, prompt string, n int) ([]Token, error), n int, prompt, text string) (Score, error) {
+func scoreTextByLists(ctx context.Context, next func(ctx context.Context, p Prompt, n int) ([]Token, error), n int, p Prompt, text string) (Score, error) {
 	s := Score{Exact: true}
 	for done := 0; done < len(text); {
-		list, err := next(ctx, prompt+text[:done], n)
+		list, err := next(ctx, p, n)
 		if err != nil {
 			return Score{}, err
 		}
 		w, ts := textStep(list, text[done:])
 		s.Add(ts)
+		p = p.Extend(Token{Text: text[done : done+w]})
 		done += w
 	}
 	return s, nil

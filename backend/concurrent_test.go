@@ -26,17 +26,16 @@ func TestConcurrentUse(t *testing.T) {
 	o, _ := NewOllama(u, "m", nil)
 	a, _ := NewOpenAI(u, "", "m", nil)
 	for name, b := range map[string]Backend{"llamacpp": l, "ollama": o, "openai": a} {
-		t.Run(name, func(t *testing.T) { hammer(t, b) })
+		t.Run(name, func(t *testing.T) { hammer(t, b, 6, 2) })
 	}
 }
 
-// hammer runs every method of b from several goroutines at once and compares each result with
-// the one the same call gave alone.
-func hammer(t *testing.T, b Backend) {
+// hammer runs every method of b from several goroutines at once, rounds times over, and compares
+// each result with the one the same call gave alone.
+func hammer(t *testing.T, b Backend, goroutines, rounds int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	const goroutines = 6
 	want := make([]string, goroutines)
 	for g := range goroutines {
 		var err error
@@ -47,7 +46,7 @@ func hammer(t *testing.T, b Backend) {
 	var wg sync.WaitGroup
 	got := make([]string, goroutines)
 	errs := make([]error, goroutines)
-	for round := range 2 {
+	for round := range rounds {
 		for g := range goroutines {
 			wg.Add(1)
 			go func() {
@@ -74,7 +73,7 @@ func exercise(ctx context.Context, b Backend, n int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(&out, "info %s %s %d; max %d\n", info.Backend, info.Name, info.Vocab, b.MaxTop())
+	fmt.Fprintf(&out, "info %s %s %d; max %d\n", info.Backend, info.Name, info.Vocab, info.MaxTop)
 	msgs := []Message{{Role: "user", Content: fmt.Sprintf("Define the word %d.", n)}}
 	if n%2 == 1 {
 		msgs = append([]Message{{Role: "system", Content: "Be brief."}}, msgs...)
@@ -83,18 +82,18 @@ func exercise(ctx context.Context, b Backend, n int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(&out, "prompt %q\n", p)
+	fmt.Fprintf(&out, "prompt %q %v\n", p.Text, p.IDs)
 	g, err := b.Greedy(ctx, p, 6)
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(&out, "greedy %q\n", g.Text)
+	fmt.Fprintf(&out, "greedy %q\n", g)
 	list, err := b.Next(ctx, p, 5)
 	if err != nil {
 		return "", err
 	}
 	if len(list) == 0 {
-		return "", fmt.Errorf("no ranked list after %q", p)
+		return "", fmt.Errorf("no ranked list after %q", p.Text)
 	}
 	fmt.Fprintf(&out, "next %q %.6f\n", list[0].Raw(), list[0].Logprob)
 	sc, err := b.Score(ctx, p, []Token{list[len(list)-1], list[0]})
@@ -102,7 +101,7 @@ func exercise(ctx context.Context, b Backend, n int) (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(&out, "score %.6f %v\n", sc.Logprob, sc.Exact)
-	st, err := b.ScoreText(ctx, p, g.Text)
+	st, err := b.ScoreText(ctx, p, g)
 	if err != nil {
 		return "", err
 	}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	neturl "net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,13 +127,64 @@ func ctxFor(t *testing.T) context.Context {
 	return ctx
 }
 
-func render(t *testing.T, b backend.Backend, msgs []backend.Message) string {
+func render(t *testing.T, b backend.Backend, msgs []backend.Message) backend.Prompt {
 	t.Helper()
 	p, err := b.Render(ctxFor(t), msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// greedyPath walks the greedy path after p token by token: each step is the first token of
+// Next's list there, with its value, added to the prompt with Extend. It ends after n tokens or
+// before a control token (no bytes, or a name such as <|im_end|>): the reply's end.
+func greedyPath(t *testing.T, b backend.Backend, p backend.Prompt, n int) []backend.Token {
+	t.Helper()
+	var path []backend.Token
+	for range n {
+		list, err := b.Next(ctxFor(t), p, 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 0 {
+			break
+		}
+		if raw := list[0].Raw(); len(raw) == 0 || len(raw) >= 3 && raw[0] == '<' && raw[len(raw)-1] == '>' {
+			break
+		}
+		path = append(path, list[0])
+		p = extendIDs(p, list[0])
+	}
+	return path
+}
+
+// extendIDs is Extend keeping the ids where p and t have them, so that a server that takes ids
+// follows the greedy path id by id, as greedy decoding does, not its text read back.
+func extendIDs(p backend.Prompt, t backend.Token) backend.Prompt {
+	q := p.Extend(t)
+	if p.IDs != nil && t.HasID {
+		q.IDs = append(slices.Clone(p.IDs), t.ID)
+	}
+	return q
+}
+
+// spell is the text of a sequence of tokens.
+func spell(toks []backend.Token) string {
+	var b []byte
+	for _, t := range toks {
+		b = append(b, t.Raw()...)
+	}
+	return string(b)
+}
+
+// textOnly returns the tokens without their ids, as a key's tokens come.
+func textOnly(toks []backend.Token) []backend.Token {
+	out := make([]backend.Token, len(toks))
+	for i, t := range toks {
+		out[i] = backend.Token{Text: t.Text, Bytes: t.Bytes, Logprob: t.Logprob}
+	}
+	return out
 }
 
 // firstDiff describes where two renderings part.
@@ -151,9 +203,9 @@ func firstDiff(a, b string) string {
 func TestConformanceTemplate(t *testing.T) {
 	s := conformance(t)
 	for i, msgs := range conformanceChats {
-		o := render(t, s.ollama, msgs)
-		l := render(t, s.llama, msgs)
-		v := render(t, s.oaiLlama, msgs)
+		o := render(t, s.ollama, msgs).Text
+		l := render(t, s.llama, msgs).Text
+		v := render(t, s.oaiLlama, msgs).Text
 		if o != l {
 			t.Errorf("chat %d: Ollama (Modelfile TEMPLATE) and llama-server (GGUF tokenizer.chat_template) render differently: %s", i, firstDiff(o, l))
 		}
@@ -172,8 +224,8 @@ func TestConformanceTemplate(t *testing.T) {
 	}
 	// Ollama's /v1 has no template endpoint: the OpenAI backend stands a transcript for the
 	// conversation and lets the chat endpoint apply the template.
-	if p := render(t, s.oaiOllama, conformanceChats[0]); !strings.HasSuffix(p, "assistant: ") {
-		t.Errorf("Ollama /v1 rendering %q is not a transcript", p)
+	if p := render(t, s.oaiOllama, conformanceChats[0]); !strings.HasSuffix(p.Text, "assistant: ") {
+		t.Errorf("Ollama /v1 rendering %q is not a transcript", p.Text)
 	}
 }
 
@@ -181,9 +233,9 @@ func TestConformanceTemplate(t *testing.T) {
 // limit.
 const greedyLen = 48
 
-func greedy(t *testing.T, b backend.Backend, prompt string, n int) backend.Generation {
+func greedy(t *testing.T, b backend.Backend, p backend.Prompt, n int) string {
 	t.Helper()
-	g, err := b.Greedy(ctxFor(t), prompt, n)
+	g, err := b.Greedy(ctxFor(t), p, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,54 +243,55 @@ func greedy(t *testing.T, b backend.Backend, prompt string, n int) backend.Gener
 }
 
 // Greedy decoding is the verification query: every stack must produce the same text, token by
-// token, with log-probabilities that agree.
+// token, with log-probabilities that agree. The reference is llama.cpp's greedy path walked token
+// by token; each other stack's values along it are its teacher-forced scores of that path, which
+// Ollama and the OpenAI backend read off their own greedy decoding where it follows the path.
 func TestConformanceGreedy(t *testing.T) {
 	s := conformance(t)
 	for i, msgs := range conformanceChats {
 		p := render(t, s.llama, msgs)
-		ref := greedy(t, s.llama, p, greedyLen)
-		if len(ref.Steps) == 0 {
+		ref := greedyPath(t, s.llama, p, greedyLen)
+		if len(ref) == 0 {
 			t.Fatalf("chat %d: llama.cpp decoded nothing", i)
+		}
+		text := greedy(t, s.llama, p, greedyLen)
+		if text != spell(ref) {
+			t.Fatalf("chat %d: llama.cpp's greedy text %q is not its greedy path %q", i, text, spell(ref))
 		}
 		others := []struct {
 			name string
-			g    backend.Generation
+			b    backend.Backend
+			p    backend.Prompt
 		}{
-			{"ollama", greedy(t, s.ollama, p, greedyLen)},
-			{"openai@llama-server", greedy(t, s.oaiLlama, p, greedyLen)},
-			{"openai@ollama", greedy(t, s.oaiOllama, render(t, s.oaiOllama, msgs), greedyLen)},
+			{"ollama", s.ollama, p},
+			{"openai@llama-server", s.oaiLlama, p},
+			{"openai@ollama", s.oaiOllama, render(t, s.oaiOllama, msgs)},
 		}
 		for _, o := range others {
-			if o.g.Text != ref.Text {
-				t.Errorf("chat %d: %s greedy text differs from llama.cpp's: %s", i, o.name, firstDiff(o.g.Text, ref.Text))
+			if g := greedy(t, o.b, o.p, greedyLen); g != text {
+				t.Errorf("chat %d: %s greedy text differs from llama.cpp's: %s", i, o.name, firstDiff(g, text))
 				continue
 			}
-			steps := o.g.Steps
-			// llama-server's /v1 also reports the end-of-generation token that stopped the
-			// reply, as a last step with no bytes; the native backends leave it out. It adds
-			// nothing to the text, and nothing reads it, so only its place is checked.
-			if n := len(ref.Steps); len(steps) == n+1 && len(steps[n].Token.Raw()) == 0 {
-				steps = steps[:n]
+			sc, err := o.b.Score(ctxFor(t), o.p, textOnly(ref))
+			if err != nil {
+				t.Fatal(err)
 			}
-			if len(steps) != len(ref.Steps) {
-				t.Errorf("chat %d: %s reports %d steps, llama.cpp %d", i, o.name, len(o.g.Steps), len(ref.Steps))
+			if len(sc.Tokens) != len(ref) {
+				t.Errorf("chat %d: %s scores %d tokens, llama.cpp's path has %d", i, o.name, len(sc.Tokens), len(ref))
 				continue
 			}
 			worst := 0.0
-			for k, st := range steps {
-				r := ref.Steps[k].Token
-				if !bytes.Equal(st.Token.Raw(), r.Raw()) {
-					t.Errorf("chat %d step %d: %s token %q, llama.cpp %q", i, k, o.name, st.Token.Raw(), r.Raw())
-				}
-				d := math.Abs(st.Token.Logprob - r.Logprob)
-				if !(d <= crossTol) {
-					t.Errorf("chat %d step %d %q: %s log-probability %v, llama.cpp %v", i, k, r.Raw(), o.name, st.Token.Logprob, r.Logprob)
+			for k, ts := range sc.Tokens {
+				r := ref[k]
+				d := math.Abs(ts.Logprob - r.Logprob)
+				if !ts.Exact || !(d <= crossTol) {
+					t.Errorf("chat %d step %d %q: %s log-probability %v (exact %v), llama.cpp %v", i, k, r.Raw(), o.name, ts.Logprob, ts.Exact, r.Logprob)
 				}
 				worst = max(worst, d)
 			}
-			t.Logf("chat %d: %s agrees on %d tokens, largest log-probability difference %.2g", i, o.name, len(ref.Steps), worst)
+			t.Logf("chat %d: %s agrees on %d tokens, largest log-probability difference %.2g", i, o.name, len(ref), worst)
 		}
-		t.Logf("chat %d: %q", i, ref.Text)
+		t.Logf("chat %d: %q", i, text)
 	}
 }
 
@@ -250,18 +303,18 @@ func TestConformanceScoreGreedyPath(t *testing.T) {
 	total := 0
 	for i, msgs := range conformanceChats {
 		p := render(t, s.llama, msgs)
-		g := greedy(t, s.llama, p, 24)
+		path := greedyPath(t, s.llama, p, 24)
 		var target []backend.Token
 		sum := 0.0
-		for _, st := range g.Steps {
-			if !backend.IsText(st.Token.Raw()) {
+		for _, tok := range textOnly(path) { // text alone, as a key holds a signature
+			if !backend.IsText(tok.Raw()) {
 				break // a control token or a split character cannot travel as prompt text to Ollama
 			}
-			target = append(target, st.Token)
-			sum += st.Token.Logprob
+			target = append(target, tok)
+			sum += tok.Logprob
 		}
 		if len(target) < 3 {
-			t.Fatalf("chat %d: only %d text tokens in the greedy reply %q", i, len(target), g.Text)
+			t.Fatalf("chat %d: only %d text tokens in the greedy reply %q", i, len(target), spell(path))
 		}
 		total += len(target)
 		exact, err := s.llama.Score(ctxFor(t), p, target)
@@ -275,8 +328,8 @@ func TestConformanceScoreGreedyPath(t *testing.T) {
 			t.Errorf("chat %d: llama.cpp teacher-forced %v, greedy path sums to %v (difference %.3g)", i, exact.Logprob, sum, d)
 		}
 		for k, ts := range exact.Tokens {
-			if d := math.Abs(ts.Logprob - g.Steps[k].Token.Logprob); !(d <= selfTol) {
-				t.Errorf("chat %d token %d %q: forced %v, greedy %v", i, k, ts.Text, ts.Logprob, g.Steps[k].Token.Logprob)
+			if d := math.Abs(ts.Logprob - path[k].Logprob); !(d <= selfTol) {
+				t.Errorf("chat %d token %d %q: forced %v, greedy %v", i, k, ts.Text, ts.Logprob, path[k].Logprob)
 			}
 		}
 		bound, err := s.ollama.Score(ctxFor(t), p, target)
@@ -334,7 +387,7 @@ func TestConformanceOutsideTop20(t *testing.T) {
 		if pick.Text == "" {
 			t.Fatalf("chat %d: no text token between ranks 40 and %d", i, len(full))
 		}
-		ex, err := s.llama.Score(ctx, p, []backend.Token{pick})
+		ex, err := s.llama.Score(ctx, p, textOnly([]backend.Token{pick}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -364,11 +417,12 @@ func TestConformanceOutsideTop20(t *testing.T) {
 
 	// A target of unlikely tokens, each the 50th-ranked text token where it stands: every token
 	// exact on llama.cpp, bounded on Ollama, each bound at or above its exact value.
+	// Text alone, as before any ids: the prompt and the tokens chosen so far are tokenized again.
 	p := render(t, s.llama, conformanceChats[0])
 	var target []backend.Token
 	prefix := ""
 	for len(target) < 6 {
-		list, err := s.llama.Next(ctx, p+prefix, 100)
+		list, err := s.llama.Next(ctx, backend.Prompt{Text: p.Text + prefix}, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,7 +430,7 @@ func TestConformanceOutsideTop20(t *testing.T) {
 		for _, c := range list[20:] {
 			if backend.IsText(c.Raw()) {
 				if n++; n == 30 {
-					target = append(target, c)
+					target = append(target, textOnly([]backend.Token{c})[0])
 					prefix += string(c.Raw())
 					break
 				}

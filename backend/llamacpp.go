@@ -41,18 +41,14 @@ type LlamaCpp struct {
 
 	c     *client
 	model string
-	top   int // how long a ranked list Greedy reports at each step
 
-	mu         sync.Mutex // guards what the server has told so far, below
-	info       *ModelInfo
-	vocab      int
-	probe      int // a token forced only to read the ranked list; -1 until known
-	lastPrompt string
-	lastIDs    []int
-	pieces     map[string]int // token bytes -> id, learned from responses; -1 marks an ambiguous piece
-	learnedAll bool           // pieces holds the whole vocabulary
-	noGrammar  bool           // the server refused a token-level grammar: Score forces token by token
-	specials   map[int]string // text of tokens that render as no bytes (control tokens)
+	mu        sync.Mutex // guards what the server has told so far, below
+	info      *ModelInfo
+	vocab     int
+	probe     int            // a token forced only to read the ranked list; -1 until known
+	pieces    map[string]int // the vocabulary: token bytes -> id, -1 for a piece several share; nil until needed
+	noGrammar bool           // the server refused a token-level grammar: Score forces token by token
+	specials  map[int]string // text of tokens that render as no bytes (control tokens)
 }
 
 // NewLlamaCpp returns a backend for the llama-server at base, e.g. http://127.0.0.1:8080, that
@@ -66,8 +62,7 @@ func NewLlamaCpp(base *url.URL, model string, hc *http.Client) (*LlamaCpp, error
 	}
 	u := *base
 	u.Path = strings.TrimRight(u.Path, "/")
-	return &LlamaCpp{c: newClient("llama.cpp", &u, hc, nil), model: model, top: 20, probe: -1,
-		pieces: map[string]int{}, specials: map[int]string{}}, nil
+	return &LlamaCpp{c: newClient("llama.cpp", &u, hc, nil), model: model, probe: -1, specials: map[int]string{}}, nil
 }
 
 func (l *LlamaCpp) call(ctx context.Context, op, path string, in, out any) error {
@@ -196,24 +191,13 @@ func (l *LlamaCpp) tokenize(ctx context.Context, text string, addSpecial, parseS
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range resp.Tokens {
-		l.learn(t.ID, t.Piece)
-	}
 	return &resp, nil
 }
 
-// promptIDs tokenizes a prompt as llama-server tokenizes a text prompt: special tokens parsed, BOS
+// textIDs tokenizes a prompt as llama-server tokenizes a text prompt: special tokens parsed, BOS
 // added when the model asks for it (its /apply-template output leaves the BOS out for that reason).
-// The last answer is kept: Score and Next ask about the same prompt over and over.
-func (l *LlamaCpp) promptIDs(ctx context.Context, prompt string) ([]int, error) {
-	l.mu.Lock()
-	if l.lastIDs != nil && prompt == l.lastPrompt {
-		ids := l.lastIDs
-		l.mu.Unlock()
-		return ids, nil
-	}
-	l.mu.Unlock()
-	r, err := l.tokenize(ctx, prompt, true, true)
+func (l *LlamaCpp) textIDs(ctx context.Context, text string) ([]int, error) {
+	r, err := l.tokenize(ctx, text, true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -224,25 +208,15 @@ func (l *LlamaCpp) promptIDs(ctx context.Context, prompt string) ([]int, error) 
 	if len(ids) == 0 {
 		return nil, errors.New("llama.cpp: empty prompt: the server needs at least one token to continue")
 	}
-	l.mu.Lock()
-	l.lastPrompt, l.lastIDs = prompt, ids
-	l.mu.Unlock()
 	return ids, nil
 }
 
-// learn records which id a piece of bytes belongs to, for mapping Score targets back to ids.
-func (l *LlamaCpp) learn(id int, piece []byte) {
-	if len(piece) == 0 {
-		return
+// ids returns p's token ids: those it carries, else its text tokenized.
+func (l *LlamaCpp) ids(ctx context.Context, p Prompt) ([]int, error) {
+	if p.IDs != nil {
+		return p.IDs, nil
 	}
-	k := string(piece)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if old, ok := l.pieces[k]; ok && old != id {
-		l.pieces[k] = -1
-		return
-	}
-	l.pieces[k] = id
+	return l.textIDs(ctx, p.Text)
 }
 
 // Info implements Backend with /props and /v1/models. llama-server does not know its GGUF file's
@@ -267,7 +241,8 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 	if err := l.call(ctx, "models", "/v1/models", nil, &models); err != nil {
 		return ModelInfo{}, err
 	}
-	info := ModelInfo{Backend: "llamacpp", URL: l.c.base.String(), Name: props.ModelAlias, Template: props.ChatTemplate, Slots: props.TotalSlots}
+	info := ModelInfo{Backend: "llamacpp", URL: l.c.base.String(), Name: props.ModelAlias, Template: props.ChatTemplate,
+		MaxTop: LlamaCppMaxTop, Slots: props.TotalSlots}
 	pick := -1
 	var served []string
 	for i, m := range models.Data {
@@ -289,6 +264,9 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 	if info.Name == "" {
 		info.Name = props.ModelPath
 	}
+	if info.Vocab > 0 && info.Vocab < LlamaCppMaxTop {
+		info.MaxTop = info.Vocab
+	}
 	l.mu.Lock()
 	l.info, l.vocab = &info, info.Vocab
 	l.mu.Unlock()
@@ -296,118 +274,82 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 }
 
 // Render implements Backend with the server's own template (/apply-template), which renders the
-// conversation as its chat endpoint would, up to where the assistant's reply begins.
-func (l *LlamaCpp) Render(ctx context.Context, msgs []Message) (string, error) {
+// conversation as its chat endpoint would, up to where the assistant's reply begins, and the
+// server's tokenizer, so that the prompt carries its token ids.
+func (l *LlamaCpp) Render(ctx context.Context, msgs []Message) (Prompt, error) {
 	var resp struct {
 		Prompt *string `json:"prompt"`
 	}
 	if err := l.call(ctx, "apply-template", "/apply-template", map[string]any{"messages": msgs}, &resp); err != nil {
-		return "", err
+		return Prompt{}, err
 	}
 	if resp.Prompt == nil {
-		return "", &Error{Op: "llama.cpp apply-template", URL: l.c.base.String(), Err: errors.New("answer has no prompt")}
+		return Prompt{}, &Error{Op: "llama.cpp apply-template", URL: l.c.base.String(), Err: errors.New("answer has no prompt")}
 	}
-	return *resp.Prompt, nil
-}
-
-// llamaStep is one decoded position with the id that Token lacks.
-type llamaStep struct {
-	id  int
-	tok Token
-	top []llamaProb
-}
-
-// Greedy implements Backend. A control token decoded before the end (as <|im_start|>) is
-// reported and spelled in Text by its name; the end-of-generation token that stops decoding is
-// left out. llama-server gives no probabilities for a token that leaves a UTF-8
-// character unfinished: its bytes are folded into the next entry. Such steps are asked again one at
-// a time (see list), so every step gets its own token, value and list.
-func (l *LlamaCpp) Greedy(ctx context.Context, prompt string, maxTokens int) (Generation, error) {
-	ids, err := l.promptIDs(ctx, prompt)
+	ids, err := l.textIDs(ctx, *resp.Prompt)
 	if err != nil {
-		return Generation{}, err
+		return Prompt{}, err
 	}
-	req := l.greedy(ids, maxTokens, max(l.top, 1))
+	return Prompt{Messages: slices.Clone(msgs), Text: *resp.Prompt, IDs: ids}, nil
+}
+
+// Greedy implements Backend. The end-of-generation token that stops decoding is left out of the
+// text; a control token decoded before it (as <|im_start|>) is spelled by its name.
+func (l *LlamaCpp) Greedy(ctx context.Context, p Prompt, maxTokens int) (string, error) {
+	ids, err := l.ids(ctx, p)
+	if err != nil {
+		return "", err
+	}
+	req := l.greedy(ids, maxTokens, 1)
 	req.ReturnTokens = true
 	r, err := l.complete(ctx, req)
 	if err != nil {
-		return Generation{}, err
+		return "", err
 	}
 	toks := r.Tokens
 	if r.StopType == "eos" && len(toks) > 0 {
-		// The end-of-generation token ends the text; it is not part of it.
 		toks = toks[:len(toks)-1]
 	}
-	var g Generation
 	var text []byte
 	entries := r.Probs
-	for k := 0; k < len(toks); k++ {
-		var st llamaStep
-		if len(entries) > 0 && entries[0].ID == toks[k] {
-			e := entries[0]
-			entries = entries[1:]
-			st = llamaStep{id: e.ID, tok: Token{Text: e.Token, Bytes: []byte(e.Bytes), Logprob: e.logprob()}, top: e.list()}
-			// The entry's bytes start with those of the unfinished tokens before it; its own
-			// bytes are in the ranked list, where greedy puts it first.
-			for _, c := range st.top {
-				if c.ID == e.ID {
-					st.tok.Text, st.tok.Bytes = c.Token, []byte(c.Bytes)
-					break
-				}
-			}
-		} else {
-			prefix := append(append([]int(nil), ids...), toks[:k]...)
-			list, err := l.list(ctx, prefix, max(l.top, 1))
-			if err != nil {
-				return Generation{}, err
-			}
-			st.id = -1
-			for _, c := range list {
-				if c.ID == toks[k] {
-					st = llamaStep{id: c.ID, tok: Token{Text: c.Token, Bytes: []byte(c.Bytes), Logprob: c.logprob()}, top: list}
-					break
-				}
-			}
-			if st.id < 0 {
-				return Generation{}, &Error{Op: "llama.cpp completion", URL: l.c.base.String(),
-					Err: fmt.Errorf("greedy token %d at step %d is not first in the server's own ranked list", toks[k], k)}
-			}
+	unfinished := 0 // tokens since the last entry: they leave a UTF-8 character unfinished
+	for _, id := range toks {
+		if len(entries) == 0 || entries[0].ID != id {
+			// llama-server gives no entry to a token that leaves a character unfinished; its
+			// bytes come at the front of the next entry's.
+			unfinished++
+			continue
 		}
-		if len(st.tok.Bytes) == 0 {
-			// A control token renders as nothing; spelled out by name it keeps the text from
-			// matching what would follow it (and Score can force it again by that name).
-			st.tok.Text, st.tok.Bytes = l.special(ctx, st.id), nil
+		e := entries[0]
+		entries = entries[1:]
+		unfinished = 0
+		if len(e.Bytes) == 0 {
+			text = append(text, l.special(ctx, e.ID)...)
+			continue
 		}
-		l.learn(st.id, st.tok.Bytes)
-		for _, c := range st.top {
-			l.learn(c.ID, c.Bytes)
-		}
-		if l.top == 0 {
-			st.top = nil
-		}
-		text = append(text, st.tok.Raw()...)
-		g.Steps = append(g.Steps, Step{Token: st.tok, Top: l.tokens(ctx, st.top)})
+		text = append(text, e.Bytes...)
 	}
-	g.Text = string(text)
-	return g, nil
+	// Decoding stopped inside a character: read the last tokens' bytes off the ranked lists at
+	// their places, where greedy decoding put them first.
+	seq := append(slices.Clip(ids), toks[:len(toks)-unfinished]...)
+	for _, id := range toks[len(toks)-unfinished:] {
+		list, err := l.list(ctx, seq, 1)
+		if err != nil {
+			return "", err
+		}
+		if list[0].ID != id {
+			return "", &Error{Op: "llama.cpp completion", URL: l.c.base.String(),
+				Err: fmt.Errorf("greedy token %d is not first in the server's own ranked list", id)}
+		}
+		text = append(text, list[0].Bytes...)
+		seq = append(seq, id)
+	}
+	return string(text), nil
 }
 
-// Sample implements Backend: plain temperature sampling over the whole vocabulary.
-func (l *LlamaCpp) Sample(ctx context.Context, prompt string, maxTokens int, temperature float64, seed int) (string, error) {
-	ids, err := l.promptIDs(ctx, prompt)
-	if err != nil {
-		return "", err
-	}
-	r, err := l.complete(ctx, &llamaCompletionRequest{Model: l.model, Prompt: ids, NPredict: maxTokens,
-		Temperature: temperature, TopK: 0, TopP: 1, MinP: 0, TypicalP: 1, RepeatPenalty: 1, Seed: seed, CachePrompt: true})
-	if err != nil {
-		return "", err
-	}
-	return r.Content, nil
-}
-
-// MaxTop implements Backend: LlamaCppMaxTop, or the vocabulary size once Info has seen a smaller one.
-func (l *LlamaCpp) MaxTop() int {
+// maxTop is ModelInfo.MaxTop: LlamaCppMaxTop, or the vocabulary size once Info has seen a
+// smaller one.
+func (l *LlamaCpp) maxTop() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.vocab > 0 && l.vocab < LlamaCppMaxTop {
@@ -416,13 +358,13 @@ func (l *LlamaCpp) MaxTop() int {
 	return LlamaCppMaxTop
 }
 
-// Next implements Backend.
-func (l *LlamaCpp) Next(ctx context.Context, prompt string, n int) ([]Token, error) {
-	ids, err := l.promptIDs(ctx, prompt)
+// Next implements Backend. The tokens carry their ids.
+func (l *LlamaCpp) Next(ctx context.Context, p Prompt, n int) ([]Token, error) {
+	ids, err := l.ids(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	list, err := l.list(ctx, ids, min(max(n, 1), l.MaxTop()))
+	list, err := l.list(ctx, ids, min(max(n, 1), l.maxTop()))
 	if err != nil {
 		return nil, err
 	}
@@ -447,11 +389,7 @@ func (l *LlamaCpp) list(ctx context.Context, prompt []int, n int) ([]llamaProb, 
 	if len(r.Probs) == 0 {
 		return nil, &Error{Op: "llama.cpp completion", URL: l.c.base.String(), Err: errors.New("no probabilities in the answer (n_probs ignored?)")}
 	}
-	list := r.Probs[0].list()
-	for _, c := range list {
-		l.learn(c.ID, c.Bytes)
-	}
-	return list, nil
+	return r.Probs[0].list(), nil
 }
 
 // probeID finds a token that is a complete ASCII character.
@@ -485,7 +423,7 @@ func (l *LlamaCpp) tokens(ctx context.Context, list []llamaProb) []Token {
 	}
 	out := make([]Token, len(list))
 	for i, c := range list {
-		t := Token{Text: c.Token, Bytes: []byte(c.Bytes), Logprob: c.logprob()}
+		t := Token{Text: c.Token, Bytes: []byte(c.Bytes), Logprob: c.logprob(), ID: c.ID, HasID: true}
 		if len(c.Bytes) == 0 {
 			t.Bytes = []byte{}
 			t.Text = l.special(ctx, c.ID)
@@ -519,12 +457,13 @@ func (l *LlamaCpp) special(ctx context.Context, id int) string {
 // after the prompt and the tokens before them, one request per token on the server's prompt cache.
 // Either way the reported value is the raw model's. A token with no entry of its own (it leaves a
 // UTF-8 character unfinished) is looked up in the ranked list of the whole vocabulary instead.
-func (l *LlamaCpp) Score(ctx context.Context, prompt string, target []Token) (Score, error) {
-	ids, err := l.promptIDs(ctx, prompt)
+// Target tokens without ids (made from text, as a key's) are first mapped to ids (targetIDs).
+func (l *LlamaCpp) Score(ctx context.Context, p Prompt, target []Token) (Score, error) {
+	ids, err := l.ids(ctx, p)
 	if err != nil {
 		return Score{}, err
 	}
-	tids, err := l.targetIDs(ctx, prompt, ids, target)
+	tids, err := l.targetIDs(ctx, p.Text, ids, target)
 	if err != nil {
 		return Score{}, err
 	}
@@ -534,15 +473,15 @@ func (l *LlamaCpp) Score(ctx context.Context, prompt string, target []Token) (Sc
 // ScoreText implements Backend, exactly: the text is tokenized after the prompt as the server
 // tokenizes the two together (so the first token may merge with nothing of the prompt only when
 // the tokenizer says so), then forced like a Score target.
-func (l *LlamaCpp) ScoreText(ctx context.Context, prompt, text string) (Score, error) {
-	ids, err := l.promptIDs(ctx, prompt)
+func (l *LlamaCpp) ScoreText(ctx context.Context, p Prompt, text string) (Score, error) {
+	ids, err := l.ids(ctx, p)
 	if err != nil {
 		return Score{}, err
 	}
 	if text == "" {
 		return Score{Exact: true}, nil
 	}
-	r, err := l.tokenize(ctx, prompt+text, true, true)
+	r, err := l.tokenize(ctx, p.Text+text, true, true)
 	if err != nil {
 		return Score{}, err
 	}
@@ -675,18 +614,26 @@ func (l *LlamaCpp) forced(ctx context.Context, prompt []int, id int, raw []byte)
 	return 0, &Error{Op: "llama.cpp completion", URL: l.c.base.String(), Err: fmt.Errorf("token %d missing from the full ranked list (%d entries)", id, len(list))}
 }
 
-// targetIDs maps target pieces to token ids. The ids in context are best: tokenizing the prompt
-// followed by the target's text gives them when the tokenizer splits the target into exactly these
-// pieces (a piece tokenized alone can come out as another id, e.g. with a SentencePiece prefix
-// space). Failing that, each piece's id comes from the pieces the server has shown (the ranked lists
-// the target was probably drawn from), or from tokenizing the piece alone.
+// targetIDs returns the target's token ids: the ones the tokens carry when every one does.
+// Otherwise the ids in context are best: tokenizing the prompt followed by the target's text
+// gives them when the tokenizer splits the target into exactly these pieces (a piece tokenized
+// alone can come out as another id, e.g. with a SentencePiece prefix space). Failing that, each
+// piece's id is found alone (pieceID).
 func (l *LlamaCpp) targetIDs(ctx context.Context, prompt string, pids []int, target []Token) ([]int, error) {
-	var all []byte
-	for _, t := range target {
-		all = append(all, t.Raw()...)
+	out := make([]int, len(target))
+	all := true
+	for i, t := range target {
+		out[i], all = t.ID, all && t.HasID
 	}
-	if len(target) > 0 && utf8.Valid(all) {
-		r, err := l.tokenize(ctx, prompt+string(all), true, true)
+	if all {
+		return out, nil
+	}
+	var text []byte
+	for _, t := range target {
+		text = append(text, t.Raw()...)
+	}
+	if len(target) > 0 && utf8.Valid(text) {
+		r, err := l.tokenize(ctx, prompt+string(text), true, true)
 		if err != nil {
 			return nil, err
 		}
@@ -694,67 +641,80 @@ func (l *LlamaCpp) targetIDs(ctx context.Context, prompt string, pids []int, tar
 			return ids, nil
 		}
 	}
-	out := make([]int, len(target))
 	for i, t := range target {
-		raw := t.Raw()
-		if len(raw) == 0 {
-			return nil, fmt.Errorf("score: target token %d is empty (a control token?): cannot force it", i)
+		id, err := l.pieceID(ctx, pids, t.Raw())
+		if err != nil {
+			return nil, fmt.Errorf("score: target token %d: %w", i, err)
 		}
-		if id, ok := l.piece(raw); ok && id >= 0 {
-			out[i] = id
-			continue
-		}
-		found := false
-		if utf8.Valid(raw) {
-			// Special tokens parsed: a generated control token comes back from Greedy as its name.
-			r, err := l.tokenize(ctx, string(raw), false, true)
-			if err != nil {
-				return nil, err
-			}
-			if len(r.Tokens) == 1 && bytes.Equal(r.Tokens[0].Piece, raw) {
-				out[i], found = r.Tokens[0].ID, true
-			}
-		}
-		if !found && !l.knowsAll() {
-			// Some tokens never come out of tokenizing text (the pre-tokenizer splits " 2" before
-			// BPE sees it) yet the model can generate them. The ranked list over the whole vocabulary
-			// names every piece once; one such request teaches them all.
-			n, err := l.vocabSize(ctx)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := l.list(ctx, pids, n); err != nil {
-				return nil, err
-			}
-			l.mu.Lock()
-			l.learnedAll = true
-			l.mu.Unlock()
-			if id, ok := l.piece(raw); ok && id >= 0 {
-				out[i], found = id, true
-			}
-		}
-		if !found {
-			if id, ok := l.piece(raw); ok && id < 0 {
-				return nil, fmt.Errorf("score: several tokens of this model are the piece %q (target token %d): cannot tell which to force", raw, i)
-			}
-			return nil, fmt.Errorf("score: no token of this model is the piece %q (target token %d)", raw, i)
-		}
+		out[i] = id
 	}
 	return out, nil
 }
 
-// piece returns the id learned for a piece of bytes: -1 when several tokens are that piece.
-func (l *LlamaCpp) piece(raw []byte) (int, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	id, ok := l.pieces[string(raw)]
-	return id, ok
+// pieceID returns the id of the one token whose bytes are raw: as the tokenizer gives it for raw
+// alone (special tokens parsed: a control token in Greedy's text is spelled by its name), else
+// from the vocabulary's pieces. Some tokens never come out of tokenizing text (the pre-tokenizer
+// splits " 2" before BPE sees it) yet the model can generate them.
+func (l *LlamaCpp) pieceID(ctx context.Context, prompt []int, raw []byte) (int, error) {
+	if len(raw) == 0 {
+		return 0, errors.New("empty (a control token?): cannot force it")
+	}
+	if utf8.Valid(raw) {
+		r, err := l.tokenize(ctx, string(raw), false, true)
+		if err != nil {
+			return 0, err
+		}
+		if len(r.Tokens) == 1 && bytes.Equal(r.Tokens[0].Piece, raw) {
+			return r.Tokens[0].ID, nil
+		}
+	}
+	pieces, err := l.vocabulary(ctx, prompt)
+	if err != nil {
+		return 0, err
+	}
+	switch id, ok := pieces[string(raw)]; {
+	case !ok:
+		return 0, fmt.Errorf("no token of this model is the piece %q", raw)
+	case id < 0:
+		return 0, fmt.Errorf("several tokens of this model are the piece %q: cannot tell which to force", raw)
+	default:
+		return id, nil
+	}
 }
 
-func (l *LlamaCpp) knowsAll() bool {
+// vocabulary maps every piece of the model's vocabulary to its id (-1 for a piece several tokens
+// share), read once from the ranked list over the whole vocabulary after prompt, which names every
+// token once.
+func (l *LlamaCpp) vocabulary(ctx context.Context, prompt []int) (map[string]int, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.learnedAll
+	pieces := l.pieces
+	l.mu.Unlock()
+	if pieces != nil {
+		return pieces, nil
+	}
+	n, err := l.vocabSize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list, err := l.list(ctx, prompt, n)
+	if err != nil {
+		return nil, err
+	}
+	pieces = make(map[string]int, len(list))
+	for _, c := range list {
+		if len(c.Bytes) == 0 {
+			continue
+		}
+		if old, ok := pieces[string(c.Bytes)]; ok && old != c.ID {
+			pieces[string(c.Bytes)] = -1
+		} else {
+			pieces[string(c.Bytes)] = c.ID
+		}
+	}
+	l.mu.Lock()
+	l.pieces = pieces
+	l.mu.Unlock()
+	return pieces, nil
 }
 
 // vocabSize returns the vocabulary size, asking Info the first time.

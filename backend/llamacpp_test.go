@@ -57,14 +57,14 @@ var llamaChat = []Message{
 	{Role: "user", Content: "Define the word: harbor"},
 }
 
-func llamaPrompt(t *testing.T, b Backend) string {
+func llamaPrompt(t *testing.T, b Backend) Prompt {
 	t.Helper()
 	p, err := b.Render(llamaCtx(t), llamaChat)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(p, "harbor") {
-		t.Fatalf("rendered prompt lacks the user's text: %q", p)
+	if !strings.Contains(p.Text, "harbor") {
+		t.Fatalf("rendered prompt lacks the user's text: %q", p.Text)
 	}
 	return p
 }
@@ -81,7 +81,7 @@ func TestLlamaCppInfo(t *testing.T) {
 	if info.Template == "" {
 		t.Errorf("no chat template in %+v", info)
 	}
-	if got, want := l.MaxTop(), min(info.Vocab, LlamaCppMaxTop); got != want {
+	if got, want := info.MaxTop, min(info.Vocab, LlamaCppMaxTop); got != want {
 		t.Errorf("MaxTop = %d, want %d", got, want)
 	}
 	t.Logf("%s: vocab %d", info.Name, info.Vocab)
@@ -95,75 +95,71 @@ func TestLlamaCppGreedyDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a.Steps) == 0 {
+	// The greedy path, token by token: every token first in its list, its text Greedy's.
+	path := greedyPath(t, l, p, 32)
+	if len(path) == 0 {
 		t.Fatal("no tokens decoded")
 	}
-	var text strings.Builder
-	for i, s := range a.Steps {
-		text.Write(s.Token.Raw())
-		// A control token is spelled by name in the step, and as no bytes in the list.
-		if len(s.Top) == 0 || string(s.Top[0].Raw()) != string(s.Token.Raw()) && s.Top[0].Text != s.Token.Text || s.Top[0].Logprob != s.Token.Logprob {
-			t.Errorf("step %d: token %q (%v) is not first in its list %v", i, s.Token.Raw(), s.Token.Logprob, s.Top)
-		}
-		if !(s.Token.Logprob <= 0) {
-			t.Errorf("step %d: log-probability %v", i, s.Token.Logprob)
+	for i, tok := range path {
+		if !(tok.Logprob <= 0) || !tok.HasID {
+			t.Errorf("step %d: token %q, log-probability %v, has id %v", i, tok.Raw(), tok.Logprob, tok.HasID)
 		}
 	}
-	if text.String() != a.Text {
-		t.Errorf("steps spell %q, Text is %q", text.String(), a.Text)
+	if spell(path) != a {
+		t.Errorf("the path spells %q, Greedy says %q", spell(path), a)
 	}
 	// Another request in between, so the second run does not just meet the same cache state.
-	if _, err := l.Sample(ctx, p, 8, 1, 7); err != nil {
+	if _, err := l.Next(ctx, p.Extend(path[0]), 5); err != nil {
 		t.Fatal(err)
 	}
 	b, err := l.Greedy(ctx, p, 32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Text != b.Text || len(a.Steps) != len(b.Steps) {
-		t.Fatalf("greedy decoding differs:\n%q\n%q", a.Text, b.Text)
+	again := greedyPath(t, l, p, 32)
+	if a != b || len(path) != len(again) {
+		t.Fatalf("greedy decoding differs:\n%q\n%q", a, b)
 	}
-	for i := range a.Steps {
-		if d := math.Abs(a.Steps[i].Token.Logprob - b.Steps[i].Token.Logprob); d > 1e-6 {
-			t.Errorf("step %d: log-probability %v then %v", i, a.Steps[i].Token.Logprob, b.Steps[i].Token.Logprob)
+	for i := range path {
+		if d := math.Abs(path[i].Logprob - again[i].Logprob); d > 1e-6 {
+			t.Errorf("step %d: log-probability %v then %v", i, path[i].Logprob, again[i].Logprob)
 		}
 	}
-	t.Logf("greedy: %q (%d tokens)", a.Text, len(a.Steps))
+	t.Logf("greedy: %q (%d tokens)", a, len(path))
 }
 
+// Teacher-forcing the greedy path gives back its own values: with the tokens' ids, and with
+// their text alone (as a key holds them), which Score maps to ids itself.
 func TestLlamaCppScoreMatchesGreedy(t *testing.T) {
 	l := llamaBackend(t)
 	ctx := llamaCtx(t)
 	p := llamaPrompt(t, l)
-	g, err := l.Greedy(ctx, p, 24)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := make([]Token, len(g.Steps))
+	path := greedyPath(t, l, p, 24)
 	sum := 0.0
-	for i, s := range g.Steps {
-		target[i] = s.Token
-		sum += s.Token.Logprob
+	for _, tok := range path {
+		sum += tok.Logprob
 	}
-	sc, err := l.Score(ctx, p, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !sc.Exact || len(sc.Tokens) != len(target) {
-		t.Fatalf("Score: exact %v, %d tokens for %d", sc.Exact, len(sc.Tokens), len(target))
-	}
-	if d := math.Abs(sc.Logprob - sum); d > 1e-4 {
-		t.Errorf("Score = %v, greedy steps sum to %v (difference %g)", sc.Logprob, sum, d)
-	}
-	worst := 0.0
-	for i, ts := range sc.Tokens {
-		d := math.Abs(ts.Logprob - g.Steps[i].Token.Logprob)
-		if d > 1e-4 {
-			t.Errorf("token %d %q: scored %v, greedy %v", i, ts.Text, ts.Logprob, g.Steps[i].Token.Logprob)
+	for _, target := range [][]Token{path, textOnly(path)} {
+		sc, err := l.Score(ctx, p, target)
+		if err != nil {
+			t.Fatal(err)
 		}
-		worst = max(worst, d)
+		if !sc.Exact || len(sc.Tokens) != len(target) {
+			t.Fatalf("Score: exact %v, %d tokens for %d", sc.Exact, len(sc.Tokens), len(target))
+		}
+		if d := math.Abs(sc.Logprob - sum); d > 1e-4 {
+			t.Errorf("Score = %v, greedy steps sum to %v (difference %g)", sc.Logprob, sum, d)
+		}
+		worst := 0.0
+		for i, ts := range sc.Tokens {
+			d := math.Abs(ts.Logprob - path[i].Logprob)
+			if d > 1e-4 {
+				t.Errorf("token %d %q: scored %v, greedy %v", i, ts.Text, ts.Logprob, path[i].Logprob)
+			}
+			worst = max(worst, d)
+		}
+		t.Logf("score %.6f, greedy sum %.6f over %d tokens; largest difference of one token %.3g", sc.Logprob, sum, len(target), worst)
 	}
-	t.Logf("score %.6f, greedy sum %.6f over %d tokens; largest difference of one token %.3g", sc.Logprob, sum, len(target), worst)
 }
 
 func TestLlamaCppNext(t *testing.T) {
@@ -174,7 +170,11 @@ func TestLlamaCppNext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != min(100, l.MaxTop()) || len(list) <= 20 {
+	info, err := l.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != min(100, info.MaxTop) || len(list) <= 20 {
 		t.Fatalf("Next(100) gave %d tokens", len(list))
 	}
 	for i := 1; i < len(list); i++ {
@@ -186,8 +186,8 @@ func TestLlamaCppNext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Steps) == 1 && string(g.Steps[0].Token.Raw()) != string(list[0].Raw()) {
-		t.Errorf("greedy token %q is not Next's first %q", g.Steps[0].Token.Raw(), list[0].Raw())
+	if g != "" && g != string(list[0].Raw()) {
+		t.Errorf("greedy token %q is not Next's first %q", g, list[0].Raw())
 	}
 	var total float64
 	for _, c := range list {
@@ -325,7 +325,7 @@ func TestLlamaCppServerDown(t *testing.T) {
 	if !errors.As(err, &be) || !strings.Contains(err.Error(), u) || !strings.Contains(err.Error(), "cannot reach") {
 		t.Fatalf("Info with no server: %v", err)
 	}
-	if _, err := l.Greedy(ctx, "hi", 4); !errors.As(err, &be) {
+	if _, err := l.Greedy(ctx, Prompt{Text: "hi"}, 4); !errors.As(err, &be) {
 		t.Fatalf("Greedy with no server: %v", err)
 	}
 }
@@ -344,7 +344,7 @@ func TestLlamaCppHTTPErrors(t *testing.T) {
 		if !errors.As(err, &be) || statusOf(err) != code || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "broken on purpose") {
 			t.Errorf("HTTP %d: Info: %v", code, err)
 		}
-		if _, err := l.Score(ctx, "hi", []Token{{Text: "x"}}); !errors.As(err, &be) || statusOf(err) != code {
+		if _, err := l.Score(ctx, Prompt{Text: "hi"}, []Token{{Text: "x"}}); !errors.As(err, &be) || statusOf(err) != code {
 			t.Errorf("HTTP %d: Score: %v", code, err)
 		}
 		srv.Close()
@@ -408,23 +408,17 @@ func TestLlamaCppScoreOneRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := l.Greedy(ctx, p, 24)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var target []Token
-	for _, s := range g.Steps {
-		target = append(target, s.Token)
-	}
+	// Text alone, as a key's tokens: the ids are found in one tokenize request.
+	target := textOnly(greedyPath(t, l, p, 24))
 	if len(target) < 4 {
-		t.Fatalf("greedy reply %q too short", g.Text)
+		t.Fatalf("greedy reply %q too short", spell(target))
 	}
 	// The target leaves the greedy path after its first token, so nothing is the model's own choice.
 	list, err := l.Next(ctx, p, 20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	target[0] = list[3]
+	target[0] = textOnly(list)[3]
 
 	one, _ := NewLlamaCpp(mustURL(t, srv.URL), "", nil)
 	a, err := one.Score(ctx, p, target)
@@ -470,6 +464,6 @@ func (q queryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // One client of each kind on the real llama-server, used from several goroutines at once (see
 // hammer): the native backend, and the OpenAI backend on the server's /v1.
 func TestLlamaCppConcurrent(t *testing.T) {
-	hammer(t, llamaBackend(t))
-	hammer(t, openaiBackend(t, llamaServer(t)+"/v1"))
+	hammer(t, llamaBackend(t), 6, 2)
+	hammer(t, openaiBackend(t, llamaServer(t)+"/v1"), 6, 2)
 }

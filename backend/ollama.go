@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -111,7 +112,7 @@ func (o *Ollama) Info(ctx context.Context) (ModelInfo, error) {
 	if err != nil {
 		return ModelInfo{}, &Error{Op: "ollama show", URL: o.url, Err: fmt.Errorf("model %q: chat template: %v", o.model, err)}
 	}
-	info := ModelInfo{Backend: "ollama", URL: o.url, Name: o.model, Template: show.Template}
+	info := ModelInfo{Backend: "ollama", URL: o.url, Name: o.model, Template: show.Template, MaxTop: OllamaMaxTop}
 	if arch, ok := show.ModelInfo["general.architecture"].(string); ok {
 		if v, ok := show.ModelInfo[arch+".vocab_size"].(float64); ok {
 			info.Vocab = int(v)
@@ -131,10 +132,10 @@ func (o *Ollama) Info(ctx context.Context) (ModelInfo, error) {
 }
 
 // Render implements Backend with the model's template, as Ollama's chat endpoint renders it.
-func (o *Ollama) Render(ctx context.Context, msgs []Message) (string, error) {
+func (o *Ollama) Render(ctx context.Context, msgs []Message) (Prompt, error) {
 	tmpl, err := o.template(ctx)
 	if err != nil {
-		return "", err
+		return Prompt{}, err
 	}
 	am := make([]api.Message, len(msgs))
 	for i, m := range msgs {
@@ -142,9 +143,9 @@ func (o *Ollama) Render(ctx context.Context, msgs []Message) (string, error) {
 	}
 	var b bytes.Buffer
 	if err := tmpl.Execute(&b, template.Values{Messages: am}); err != nil {
-		return "", fmt.Errorf("rendering chat template of %q: %w", o.model, err)
+		return Prompt{}, fmt.Errorf("rendering chat template of %q: %w", o.model, err)
 	}
-	return b.String(), nil
+	return Prompt{Messages: slices.Clone(msgs), Text: b.String()}, nil
 }
 
 // template returns the model's chat template, asking Info the first time.
@@ -198,20 +199,13 @@ func token(t api.TokenLogprob) Token {
 }
 
 // Greedy implements Backend.
-func (o *Ollama) Greedy(ctx context.Context, prompt string, maxTokens int) (Generation, error) {
-	r, err := o.generate(ctx, prompt, greedyOptions(maxTokens), 0)
+func (o *Ollama) Greedy(ctx context.Context, p Prompt, maxTokens int) (string, error) {
+	r, err := o.generate(ctx, p.Text, greedyOptions(maxTokens), 0)
 	if err != nil {
-		return Generation{}, err
+		return "", err
 	}
-	g := Generation{Text: r.Response}
-	for _, lp := range r.Logprobs {
-		g.Steps = append(g.Steps, Step{Token: token(lp.TokenLogprob)})
-	}
-	return g, nil
+	return r.Response, nil
 }
-
-// MaxTop implements Backend.
-func (o *Ollama) MaxTop() int { return OllamaMaxTop }
 
 // nextTries is how many draws Next makes before it concludes the model insists on stopping.
 const nextTries = 8
@@ -222,11 +216,11 @@ const nextTries = 8
 // a stop token is rarely drawn even when it is the likeliest, and draws again with other seeds when
 // it is; if every draw stops, the model all but insists on stopping there and Next returns an
 // empty list.
-func (o *Ollama) Next(ctx context.Context, prompt string, n int) ([]Token, error) {
+func (o *Ollama) Next(ctx context.Context, p Prompt, n int) ([]Token, error) {
 	n = min(max(n, 1), OllamaMaxTop)
 	for seed := 1; seed <= nextTries; seed++ {
 		opts := map[string]any{"temperature": 1.5, "top_k": 0, "top_p": 1, "min_p": 0, "repeat_penalty": 1, "seed": seed, "num_predict": 1}
-		r, err := o.generate(ctx, prompt, opts, n)
+		r, err := o.generate(ctx, p.Text, opts, n)
 		if err != nil {
 			return nil, err
 		}
@@ -246,9 +240,9 @@ func (o *Ollama) Next(ctx context.Context, prompt string, n int) ([]Token, error
 // ranked list after the prompt and the target's earlier tokens: exact when it is among the top 20,
 // else bounded by the 20th value (every token outside the list is no likelier than it). The lists
 // are read off greedy decoding while it follows the target (see walk).
-func (o *Ollama) Score(ctx context.Context, prompt string, target []Token) (Score, error) {
+func (o *Ollama) Score(ctx context.Context, p Prompt, target []Token) (Score, error) {
 	i := 0
-	return o.walk(ctx, prompt, func() bool { return i == len(target) }, func(list []Token) (string, TokenScore) {
+	return o.walk(ctx, p, func() bool { return i == len(target) }, func(list []Token) (string, TokenScore) {
 		t := target[i]
 		i++
 		return string(t.Raw()), lookup(list, t)
@@ -257,40 +251,39 @@ func (o *Ollama) Score(ctx context.Context, prompt string, target []Token) (Scor
 
 // ScoreText implements Backend from ranked lists (Ollama has no tokenize endpoint), step by step as
 // textStep says: approximate, read off greedy decoding as walk says.
-func (o *Ollama) ScoreText(ctx context.Context, prompt, text string) (Score, error) {
+func (o *Ollama) ScoreText(ctx context.Context, p Prompt, text string) (Score, error) {
 	done := 0
-	return o.walk(ctx, prompt, func() bool { return done == len(text) }, func(list []Token) (string, TokenScore) {
+	return o.walk(ctx, p, func() bool { return done == len(text) }, func(list []Token) (string, TokenScore) {
 		w, ts := textStep(list, text[done:])
 		done += w
 		return text[done-w : done], ts
 	})
 }
 
-// walk scores a sequence after prompt, one piece a step until finished says so: step is given the
+// walk scores a sequence after p, one piece a step until finished says so: step is given the
 // ranked list at the current position and returns the next piece and its score.
 // Greedy decoding reports the list at every step it takes, so one request serves every step for as
 // long as the greedy path follows the sequence; a new request starts where it leaves it. A model
 // that learned the sequence follows it to the end in one or two requests; one that did not costs
 // about a request a token, as asking for the list at every step would.
-func (o *Ollama) walk(ctx context.Context, prompt string, finished func() bool, step func(list []Token) (string, TokenScore)) (Score, error) {
+func (o *Ollama) walk(ctx context.Context, p Prompt, finished func() bool, step func(list []Token) (string, TokenScore)) (Score, error) {
 	s := Score{Exact: true}
-	var prefix strings.Builder
 	ahead := followMin
 	for !finished() {
-		r, err := o.generate(ctx, prompt+prefix.String(), greedyOptions(ahead), OllamaMaxTop)
+		r, err := o.generate(ctx, p.Text, greedyOptions(ahead), OllamaMaxTop)
 		if err != nil {
 			return Score{}, err
 		}
 		if len(r.Logprobs) == 0 {
 			// The greedy token was a stop token, which comes back without its list: ask for
 			// the list alone.
-			list, err := o.Next(ctx, prompt+prefix.String(), OllamaMaxTop)
+			list, err := o.Next(ctx, p, OllamaMaxTop)
 			if err != nil {
 				return Score{}, err
 			}
 			piece, ts := step(list)
 			s.Add(ts)
-			prefix.WriteString(piece)
+			p = p.Extend(Token{Text: piece})
 			ahead = followMin
 			continue
 		}
@@ -302,7 +295,7 @@ func (o *Ollama) walk(ctx context.Context, prompt string, finished func() bool, 
 			}
 			piece, ts := step(list)
 			s.Add(ts)
-			prefix.WriteString(piece)
+			p = p.Extend(Token{Text: piece})
 			if finished() || string(token(lp.TokenLogprob).Raw()) != piece {
 				break // the sequence is scored, or the greedy path left it
 			}

@@ -32,7 +32,7 @@ func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, text := range []string{
-		g.Text, // the model's own answer: the greedy path follows it throughout
+		g, // the model's own answer: the greedy path follows it throughout
 		"a sheltered port where ships can take on or discharge cargo",
 		"zqxj unlisted, wörds\tand 日本",
 	} {
@@ -57,9 +57,9 @@ func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
 	}
 	// Score walks the same way: the greedy reply's own tokens, and the same tokens shifted by
 	// one (a target the greedy path leaves at once).
-	var target []Token
-	for _, st := range g.Steps {
-		target = append(target, st.Token)
+	target := greedyPath(t, o, p, 24)
+	if len(target) == 0 {
+		t.Fatal("empty greedy path")
 	}
 	for _, tg := range [][]Token{target, append(target[1:len(target):len(target)], target[0])} {
 		fast, err := o.Score(ctx, p, tg)
@@ -67,14 +67,14 @@ func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
 			t.Fatal(err)
 		}
 		slow := Score{}
-		prefix := ""
+		q := p
 		for _, tok := range tg {
-			list, err := o.Next(ctx, p+prefix, OllamaMaxTop)
+			list, err := o.Next(ctx, q, OllamaMaxTop)
 			if err != nil {
 				t.Fatal(err)
 			}
 			slow.Add(lookup(list, tok))
-			prefix += string(tok.Raw())
+			q = q.Extend(tok)
 		}
 		if len(fast.Tokens) != len(tg) || fast.Exact != slow.Exact || math.Abs(fast.Logprob-slow.Logprob) > 1e-6 {
 			t.Fatalf("Score: greedy-following %v (%d tokens, exact %v), step by step %v (exact %v)", fast.Logprob, len(fast.Tokens), fast.Exact, slow.Logprob, slow.Exact)
@@ -118,5 +118,6 @@ func TestOllamaConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hammer(t, o)
+	// Ollama is slow on a busy machine (a request can take a second): fewer at once.
+	hammer(t, o, 3, 1)
 }

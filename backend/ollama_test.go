@@ -49,8 +49,8 @@ func TestOllamaInfoAndRender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "<|im_start|>user\nDefine the word harbor.<|im_end|>\n<|im_start|>assistant\n"; p != want {
-		t.Fatalf("rendered %q, want %q", p, want)
+	if want := "<|im_start|>user\nDefine the word harbor.<|im_end|>\n<|im_start|>assistant\n"; p.Text != want || !p.Whole() || p.IDs != nil {
+		t.Fatalf("rendered %+v, want %q", p, want)
 	}
 }
 
@@ -63,17 +63,22 @@ func TestOllamaGreedyIsDeterministicAndScoresAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	g2, _ := o.Greedy(ctx, p, 12)
-	if g1.Text == "" || g1.Text != g2.Text || len(g1.Steps) == 0 {
-		t.Fatalf("greedy %q then %q", g1.Text, g2.Text)
+	if g1 == "" || g1 != g2 {
+		t.Fatalf("greedy %q then %q", g1, g2)
+	}
+	// The greedy path token by token, twice: the same values.
+	path1, path2 := greedyPath(t, o, p, 12), greedyPath(t, o, p, 12)
+	if len(path1) == 0 || len(path1) != len(path2) {
+		t.Fatalf("greedy paths %q then %q", spell(path1), spell(path2))
 	}
 	var target []backend.Token
 	sum := 0.0
-	for i, s := range g1.Steps {
-		if s.Token.Logprob != g2.Steps[i].Token.Logprob {
-			t.Fatalf("step %d logprob %v then %v", i, s.Token.Logprob, g2.Steps[i].Token.Logprob)
+	for i, tok := range path1 {
+		if tok.Logprob != path2[i].Logprob {
+			t.Fatalf("step %d logprob %v then %v", i, tok.Logprob, path2[i].Logprob)
 		}
-		target = append(target, s.Token)
-		sum += s.Token.Logprob
+		target = append(target, tok)
+		sum += tok.Logprob
 	}
 	// Teacher-forcing the greedy continuation: every token is the top one, so exact, and the
 	// scores are the greedy path's own log-probabilities.
@@ -89,8 +94,8 @@ func TestOllamaGreedyIsDeterministicAndScoresAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(next) != 20 || string(next[0].Raw()) != string(g1.Steps[0].Token.Raw()) {
-		t.Fatalf("next: %d entries, first %q, greedy %q", len(next), next[0].Text, g1.Steps[0].Token.Text)
+	if len(next) != 20 || !strings.HasPrefix(g1, string(next[0].Raw())) {
+		t.Fatalf("next: %d entries, first %q, greedy %q", len(next), next[0].Text, g1)
 	}
 	for i := 1; i < len(next); i++ {
 		if next[i].Logprob > next[i-1].Logprob {

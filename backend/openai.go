@@ -39,10 +39,11 @@ func OpenAIEnv() (baseURL, apiKey string) {
 // model's chat template itself (llama-server's /apply-template), Render returns that text and every
 // call is a raw completion (/v1/completions) on it, so a target can be continued and scored token by
 // token. Otherwise Render does not guess a template (a ChatML guess would feed a model special
-// tokens it may not have): it returns a plain transcript, "role: content" per message, and
-// remembers the conversation behind it, so that calls on exactly that text go to
-// /v1/chat/completions with the real messages and the server applies its own template. Calls on any
-// other text are raw completions.
+// tokens it may not have): the prompt's text is a plain transcript, "role: content" per message,
+// for reading only; calls on it go to /v1/chat/completions with the prompt's messages, and the
+// server applies its own template. Such a chat-only server answers whole conversations alone: a
+// prompt extended by tokens, or text given as it is, is refused with ErrChatOnly rather than sent
+// as raw text in a format the model was never trained on.
 //
 // Scoring is exact where the server echoes the prompt's log-probabilities (/v1/completions with
 // echo and logprobs, as vLLM and OpenAI's legacy models do) and the echoed tokens fall on the
@@ -63,10 +64,15 @@ type OpenAI struct {
 
 	mu        sync.Mutex // guards what the server has told so far, below
 	info      *ModelInfo
-	templated *bool                // whether the server renders templates; nil until Render asks
-	chats     map[string][]Message // transcripts Render made, and the conversations behind them
-	noEcho    bool                 // the server gave no prompt log-probabilities once: do not ask again
+	templated *bool // whether the server renders templates; nil until Render asks
+	noEcho    bool  // the server gave no prompt log-probabilities once: do not ask again
 }
+
+// ErrChatOnly is the error (inside an *Error) for a prompt a chat-only server cannot answer:
+// one extended by tokens, or text that is not a whole conversation.
+var ErrChatOnly = errors.New("the server applies the chat template itself and answers only whole conversations, " +
+	"not a prompt extended by tokens or cut inside a turn; use a server that renders templates " +
+	"(llama-server's /v1, or the llamacpp or ollama backend)")
 
 // NewOpenAI returns a backend for model at an OpenAI-compatible server, sending its requests
 // through hc (nil: http.DefaultClient; NewHTTPClient gives one with time limits). base is the
@@ -88,7 +94,7 @@ func NewOpenAI(base *url.URL, apiKey, model string, hc *http.Client) (*OpenAI, e
 	if apiKey != "" {
 		header = http.Header{"Authorization": {"Bearer " + apiKey}}
 	}
-	o := &OpenAI{api: newClient("openai", &u, hc, header), model: model, chats: map[string][]Message{}}
+	o := &OpenAI{api: newClient("openai", &u, hc, header), model: model}
 	if strings.HasSuffix(u.Path, "/v1") {
 		r := u
 		r.Path = strings.TrimSuffix(u.Path, "/v1")
@@ -127,7 +133,7 @@ func (o *OpenAI) Info(ctx context.Context) (ModelInfo, error) {
 		return *cached, nil
 	}
 	base := o.api.base.String()
-	info := ModelInfo{Backend: "openai", URL: base, Name: o.model}
+	info := ModelInfo{Backend: "openai", URL: base, Name: o.model, MaxTop: o.maxTop()}
 	var models modelList
 	err := o.call(ctx, "models", "models", nil, &models)
 	switch code := statusOf(err); {
@@ -162,7 +168,7 @@ func (o *OpenAI) Info(ctx context.Context) (ModelInfo, error) {
 
 // Render implements Backend: the server's own rendering where it offers one (llama-server's
 // /apply-template), else a plain transcript that stands for the conversation (see OpenAI).
-func (o *OpenAI) Render(ctx context.Context, msgs []Message) (string, error) {
+func (o *OpenAI) Render(ctx context.Context, msgs []Message) (Prompt, error) {
 	o.mu.Lock()
 	templated := o.templated
 	o.mu.Unlock()
@@ -174,11 +180,11 @@ func (o *OpenAI) Render(ctx context.Context, msgs []Message) (string, error) {
 		switch code := statusOf(err); {
 		case ok && err == nil && resp.Prompt != nil:
 			o.setTemplated(true)
-			return *resp.Prompt, nil
+			return Prompt{Messages: slices.Clone(msgs), Text: *resp.Prompt}, nil
 		case !ok || err == nil || code == http.StatusNotFound || code == http.StatusMethodNotAllowed || code == http.StatusNotImplemented:
 			o.setTemplated(false)
 		default:
-			return "", err
+			return Prompt{}, err
 		}
 	}
 	var b strings.Builder
@@ -186,11 +192,7 @@ func (o *OpenAI) Render(ctx context.Context, msgs []Message) (string, error) {
 		fmt.Fprintf(&b, "%s: %s\n\n", m.Role, m.Content)
 	}
 	b.WriteString("assistant: ")
-	p := b.String()
-	o.mu.Lock()
-	o.chats[p] = append([]Message(nil), msgs...)
-	o.mu.Unlock()
-	return p, nil
+	return Prompt{Messages: slices.Clone(msgs), Text: b.String()}, nil
 }
 
 func (o *OpenAI) setTemplated(t bool) {
@@ -199,12 +201,20 @@ func (o *OpenAI) setTemplated(t bool) {
 	o.mu.Unlock()
 }
 
-// chat returns the conversation behind a transcript Render made.
-func (o *OpenAI) chatOf(prompt string) ([]Message, bool) {
+// chatOnly reports whether the server answers only whole conversations: it renders no templates.
+// Until Render has asked, the server is taken to continue raw text, as every call then has.
+func (o *OpenAI) chatOnly() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	msgs, ok := o.chats[prompt]
-	return msgs, ok
+	return o.templated != nil && !*o.templated
+}
+
+// conversation returns p's messages for a chat-only server, or ErrChatOnly inside an *Error.
+func (o *OpenAI) conversation(p Prompt) ([]Message, error) {
+	if !p.Whole() {
+		return nil, &Error{Op: "openai chat", URL: o.api.base.String(), Err: ErrChatOnly}
+	}
+	return p.Messages, nil
 }
 
 func (o *OpenAI) echoRefused() bool {
@@ -241,13 +251,19 @@ type oaiLogprobs struct {
 	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
 }
 
-// steps returns one Step per token in either format.
-func (l *oaiLogprobs) steps() []Step {
+// oaiStep is one decoded position: the token taken and the ranked list the server reported there.
+type oaiStep struct {
+	Token Token
+	Top   []Token
+}
+
+// steps returns one step per token in either format.
+func (l *oaiLogprobs) steps() []oaiStep {
 	if l == nil {
 		return nil
 	}
 	if len(l.Content) > 0 {
-		out := make([]Step, len(l.Content))
+		out := make([]oaiStep, len(l.Content))
 		for i, e := range l.Content {
 			out[i].Token = e.token()
 			for _, c := range e.Top {
@@ -256,7 +272,7 @@ func (l *oaiLogprobs) steps() []Step {
 		}
 		return out
 	}
-	out := make([]Step, len(l.Tokens))
+	out := make([]oaiStep, len(l.Tokens))
 	for i, t := range l.Tokens {
 		out[i].Token = Token{Text: t, Logprob: math.NaN()}
 		if i < len(l.TokenLogprobs) && l.TokenLogprobs[i] != nil {
@@ -330,34 +346,29 @@ func (o *OpenAI) complete(ctx context.Context, prompt string, req map[string]any
 	return &resp.Choices[0], nil
 }
 
-// run sends prompt to the endpoint it belongs to (see OpenAI).
-func (o *OpenAI) run(ctx context.Context, prompt string, req map[string]any, top int) (*oaiChoice, error) {
-	if msgs, ok := o.chatOf(prompt); ok {
+// run sends p to the endpoint it belongs to (see OpenAI).
+func (o *OpenAI) run(ctx context.Context, p Prompt, req map[string]any, top int) (*oaiChoice, error) {
+	if o.chatOnly() {
+		msgs, err := o.conversation(p)
+		if err != nil {
+			return nil, err
+		}
 		return o.chat(ctx, msgs, req, top)
 	}
-	return o.complete(ctx, prompt, req, top)
+	return o.complete(ctx, p.Text, req, top)
 }
 
 // Greedy implements Backend.
-func (o *OpenAI) Greedy(ctx context.Context, prompt string, maxTokens int) (Generation, error) {
-	c, err := o.run(ctx, prompt, o.request(maxTokens, 0, o.Seed), o.MaxTop())
-	if err != nil {
-		return Generation{}, err
-	}
-	return Generation{Text: c.Text, Steps: c.Logprobs.steps()}, nil
-}
-
-// Sample implements Backend.
-func (o *OpenAI) Sample(ctx context.Context, prompt string, maxTokens int, temperature float64, seed int) (string, error) {
-	c, err := o.run(ctx, prompt, o.request(maxTokens, temperature, seed), 0)
+func (o *OpenAI) Greedy(ctx context.Context, p Prompt, maxTokens int) (string, error) {
+	c, err := o.run(ctx, p, o.request(maxTokens, 0, o.Seed), 0)
 	if err != nil {
 		return "", err
 	}
 	return c.Text, nil
 }
 
-// MaxTop implements Backend.
-func (o *OpenAI) MaxTop() int {
+// maxTop is ModelInfo.MaxTop.
+func (o *OpenAI) maxTop() int {
 	if o.TopLogprobs > 0 {
 		return o.TopLogprobs
 	}
@@ -366,8 +377,8 @@ func (o *OpenAI) MaxTop() int {
 
 // Next implements Backend. The list comes with a generated token; a server that reports nothing for
 // that token (llama-server, when it leaves a UTF-8 character unfinished) gives an empty list.
-func (o *OpenAI) Next(ctx context.Context, prompt string, n int) ([]Token, error) {
-	c, err := o.run(ctx, prompt, o.request(1, 0, o.Seed), min(max(n, 1), o.MaxTop()))
+func (o *OpenAI) Next(ctx context.Context, p Prompt, n int) ([]Token, error) {
+	c, err := o.run(ctx, p, o.request(1, 0, o.Seed), min(max(n, 1), o.maxTop()))
 	if err != nil {
 		return nil, err
 	}
@@ -379,33 +390,32 @@ func (o *OpenAI) Next(ctx context.Context, prompt string, n int) ([]Token, error
 }
 
 // Score implements Backend: exact from echoed prompt log-probabilities where the server gives them,
-// else from ranked lists (exact inside them, bounded outside). For a transcript from Render the
-// chat endpoint cannot continue after part of a reply, so the target is compared with the greedy
-// reply: its lists serve while the reply follows the target, and after the first difference every
-// token is bounded by 0, the one bound that holds without a list.
-func (o *OpenAI) Score(ctx context.Context, prompt string, target []Token) (Score, error) {
+// else from ranked lists (exact inside them, bounded outside). A chat-only server cannot continue
+// after part of a reply, so the target is compared with the greedy reply: its lists serve while
+// the reply follows the target, and after the first difference every token is bounded by 0, the
+// one bound that holds without a list.
+func (o *OpenAI) Score(ctx context.Context, p Prompt, target []Token) (Score, error) {
 	var s Score
 	if len(target) == 0 {
 		s.Exact = true
 		return s, nil
 	}
-	if msgs, ok := o.chatOf(prompt); ok {
-		return o.scoreChat(ctx, msgs, target)
+	if o.chatOnly() {
+		return o.scoreChat(ctx, p, target)
 	}
 	if !o.echoRefused() {
-		s, ok, err := o.scoreEcho(ctx, prompt, target)
+		s, ok, err := o.scoreEcho(ctx, p.Text, target)
 		if err != nil || ok {
 			return s, err
 		}
 	}
-	var prefix strings.Builder
 	for _, t := range target {
-		list, err := o.Next(ctx, prompt+prefix.String(), o.MaxTop())
+		list, err := o.Next(ctx, p, o.maxTop())
 		if err != nil {
 			return Score{}, err
 		}
 		s.Add(lookup(list, t))
-		prefix.Write(t.Raw())
+		p = p.Extend(t)
 	}
 	return s, nil
 }
@@ -453,14 +463,13 @@ func (o *OpenAI) scoreEcho(ctx context.Context, prompt string, target []Token) (
 	return s, true, nil
 }
 
-func (o *OpenAI) scoreChat(ctx context.Context, msgs []Message, target []Token) (Score, error) {
+func (o *OpenAI) scoreChat(ctx context.Context, p Prompt, target []Token) (Score, error) {
 	// A few tokens to spare: a server may fold a token that ends inside a UTF-8 character into the
 	// next entry (llama-server does), and a reply cut there would lose the target's last token.
-	c, err := o.chat(ctx, msgs, o.request(len(target)+4, 0, o.Seed), o.MaxTop())
+	steps, err := o.reply(ctx, p, len(target)+4)
 	if err != nil {
 		return Score{}, err
 	}
-	steps := c.Logprobs.steps()
 	var s Score
 	following := true
 	for i, t := range target {
@@ -494,7 +503,48 @@ type modelList struct {
 	} `json:"data"`
 }
 
-// ScoreText implements Backend from ranked lists: approximate, see scoreTextByLists.
-func (o *OpenAI) ScoreText(ctx context.Context, prompt, text string) (Score, error) {
-	return scoreTextByLists(ctx, o.Next, o.MaxTop(), prompt, text)
+// reply returns the steps of the greedy reply of a chat-only server to p, up to n tokens.
+func (o *OpenAI) reply(ctx context.Context, p Prompt, n int) ([]oaiStep, error) {
+	msgs, err := o.conversation(p)
+	if err != nil {
+		return nil, err
+	}
+	c, err := o.chat(ctx, msgs, o.request(n, 0, o.Seed), o.maxTop())
+	if err != nil {
+		return nil, err
+	}
+	return c.Logprobs.steps(), nil
 }
+
+// ScoreText implements Backend from ranked lists: approximate, see scoreTextByLists. A chat-only
+// server gives lists only along its greedy reply: they serve while the reply follows the text (see
+// textStep), and after the first difference every piece is bounded by 0, as in Score.
+func (o *OpenAI) ScoreText(ctx context.Context, p Prompt, text string) (Score, error) {
+	if !o.chatOnly() {
+		return scoreTextByLists(ctx, o.Next, o.maxTop(), p, text)
+	}
+	s := Score{Exact: true}
+	if text == "" {
+		return s, nil
+	}
+	// A token covers at least one byte: as many tokens as bytes always reach the text's end.
+	steps, err := o.reply(ctx, p, min(len(text), chatTextMax))
+	if err != nil {
+		return Score{}, err
+	}
+	following := true
+	for done, i := 0, 0; done < len(text); i++ {
+		var list []Token
+		if following && i < len(steps) {
+			list = steps[i].Top
+		}
+		w, ts := textStep(list, text[done:])
+		s.Add(ts)
+		following = following && i < len(steps) && string(steps[i].Token.Raw()) == text[done:done+w]
+		done += w
+	}
+	return s, nil
+}
+
+// chatTextMax bounds the reply ScoreText asks of a chat-only server; pieces beyond it are bounded.
+const chatTextMax = 1024

@@ -9,7 +9,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"unicode/utf8"
 )
 
 // The OpenAI backend is tested against llama-server's own /v1 endpoints, with the llama.cpp backend
@@ -56,8 +58,8 @@ func TestOpenAIRawMatchesLlamaCpp(t *testing.T) {
 	o := openaiBackend(t, u+"/v1")
 	ctx := llamaCtx(t)
 	p := llamaPrompt(t, o)
-	if lp := llamaPrompt(t, l); lp != p {
-		t.Fatalf("renderings differ:\n%q\n%q", p, lp)
+	if lp := llamaPrompt(t, l); lp.Text != p.Text {
+		t.Fatalf("renderings differ:\n%q\n%q", p.Text, lp.Text)
 	}
 	a, err := o.Greedy(ctx, p, 24)
 	if err != nil {
@@ -67,23 +69,28 @@ func TestOpenAIRawMatchesLlamaCpp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Text != b.Text || len(a.Steps) == 0 {
-		t.Fatalf("greedy: %q then %q", a.Text, b.Text)
+	if a != b || a == "" {
+		t.Fatalf("greedy: %q then %q", a, b)
 	}
-	ref, err := l.Greedy(ctx, p, 24)
-	if err != nil {
-		t.Fatal(err)
+	ref := greedyPath(t, l, p, 24)
+	if want, err := l.Greedy(ctx, p, 24); err != nil || a != want {
+		t.Fatalf("greedy: openai %q, llama.cpp %q (%v)", a, want, err)
 	}
-	if d := math.Abs(a.Steps[0].Token.Logprob - ref.Steps[0].Token.Logprob); string(a.Steps[0].Token.Raw()) != string(ref.Steps[0].Token.Raw()) || d > 1e-6 {
-		t.Errorf("first step: openai %q %v, llama.cpp %q %v", a.Steps[0].Token.Raw(), a.Steps[0].Token.Logprob, ref.Steps[0].Token.Raw(), ref.Steps[0].Token.Logprob)
+	first := greedyPath(t, o, p, 1)
+	if d := math.Abs(first[0].Logprob - ref[0].Logprob); string(first[0].Raw()) != string(ref[0].Raw()) || d > 1e-6 {
+		t.Errorf("first step: openai %q %v, llama.cpp %q %v", first[0].Raw(), first[0].Logprob, ref[0].Raw(), ref[0].Logprob)
 	}
 
 	list, err := o.Next(ctx, p, 50)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != o.MaxTop() {
-		t.Fatalf("Next(50) gave %d, MaxTop is %d", len(list), o.MaxTop())
+	info, err := o.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != info.MaxTop {
+		t.Fatalf("Next(50) gave %d, MaxTop is %d", len(list), info.MaxTop)
 	}
 	refList, err := l.Next(ctx, p, len(list))
 	if err != nil {
@@ -100,12 +107,12 @@ func TestOpenAIRawMatchesLlamaCpp(t *testing.T) {
 
 	// llama-server does not echo prompt log-probabilities, so Score falls back to the lists:
 	// exact inside them, an upper bound outside.
-	target := make([]Token, 0, len(ref.Steps))
-	for _, s := range ref.Steps {
-		if len(s.Token.Bytes) == 0 && s.Token.Text != "" || !IsText(s.Token.Raw()) {
+	target := make([]Token, 0, len(ref))
+	for _, tok := range textOnly(ref) {
+		if !IsText(tok.Raw()) {
 			break // control tokens and broken UTF-8 cannot travel as prompt text
 		}
-		target = append(target, s.Token)
+		target = append(target, tok)
 	}
 	if far := refList[len(refList)-1]; len(target) > 0 {
 		// Also one token beyond the list, for a bound.
@@ -147,29 +154,37 @@ func TestOpenAIRawMatchesLlamaCpp(t *testing.T) {
 
 // A server that cannot render templates: a proxy in front of llama-server that hides
 // /apply-template. Render then makes a transcript and the calls on it go to the chat endpoint, where
-// llama-server applies the same template, so the greedy reply must equal the raw one.
+// llama-server applies the same template, so the greedy reply must equal the raw one. A prompt that
+// is not a whole conversation is refused, never sent as raw text.
 func TestOpenAIChatMode(t *testing.T) {
 	u := llamaServer(t)
 	upstream, _ := url.Parse(u)
 	proxy := httputil.NewSingleHostReverseProxy(upstream)
-	var chats int
+	var chats, raws int
+	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
 		switch {
 		case r.URL.Path == "/apply-template" || r.URL.Path == "/props":
+			mu.Unlock()
 			http.NotFound(w, r)
 			return
 		case r.URL.Path == "/v1/chat/completions":
 			chats++
+		case r.URL.Path == "/v1/completions":
+			raws++
 		}
+		mu.Unlock()
 		proxy.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
 	o := openaiBackend(t, srv.URL+"/v1")
 	raw := openaiBackend(t, u+"/v1")
+	l := llamaBackend(t)
 	ctx := llamaCtx(t)
 	p := llamaPrompt(t, o)
-	if !strings.HasSuffix(p, "assistant: ") || !strings.Contains(p, "user: Define the word: harbor") {
-		t.Fatalf("transcript %q", p)
+	if !strings.HasSuffix(p.Text, "assistant: ") || !strings.Contains(p.Text, "user: Define the word: harbor") {
+		t.Fatalf("transcript %q", p.Text)
 	}
 	g, err := o.Greedy(ctx, p, 16)
 	if err != nil {
@@ -182,13 +197,12 @@ func TestOpenAIChatMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Text != want.Text {
-		t.Errorf("chat reply %q, raw completion %q", g.Text, want.Text)
+	if g != want {
+		t.Errorf("chat reply %q, raw completion %q", g, want)
 	}
-	var target []Token
-	for _, s := range g.Steps {
-		target = append(target, s.Token)
-	}
+	// The reference: the greedy path on llama.cpp, token by token.
+	lp := llamaPrompt(t, l)
+	target := textOnly(greedyPath(t, l, lp, 16))
 	if len(target) == 0 {
 		t.Skip("empty reply")
 	}
@@ -197,40 +211,54 @@ func TestOpenAIChatMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if math.Abs(sc.Logprob-sumSteps(g.Steps)) > 1e-5 {
-		t.Errorf("Score of the reply: %+v, steps sum to %v", sc, sumSteps(g.Steps))
+	sum, whole := 0.0, true
+	for _, tok := range target {
+		sum += tok.Logprob
+		whole = whole && utf8.Valid(tok.Raw())
 	}
-	for i, ts := range sc.Tokens {
-		// A step that folds an unfinished UTF-8 character into the next token is only bounded.
-		folded := string(g.Steps[i].Top[0].Raw()) != string(g.Steps[i].Token.Raw())
-		if ts.Exact == folded {
-			t.Errorf("token %d %q: exact %v, folded %v", i, ts.Text, ts.Exact, folded)
-		}
+	if math.Abs(sc.Logprob-sum) > 1e-5 {
+		t.Errorf("Score of the reply: %+v, the path sums to %v", sc, sum)
 	}
-	other := append([]Token{g.Steps[0].Top[1]}, target[1:]...)
+	// A token that leaves a UTF-8 character unfinished is folded into the next one, which is
+	// then only bounded.
+	if whole && !sc.Exact {
+		t.Errorf("Score of the reply: %+v, want exact", sc)
+	}
+	list, err := l.Next(ctx, lp, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := append(textOnly(list[1:2]), target[1:]...)
 	sc, err = o.Score(ctx, p, other)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sc.Exact || !sc.Tokens[0].Exact || sc.Tokens[0].Logprob != g.Steps[0].Top[1].Logprob {
-		t.Errorf("Score with another first token: %+v", sc)
+	if sc.Exact || !sc.Tokens[0].Exact || math.Abs(sc.Tokens[0].Logprob-list[1].Logprob) > 1e-6 {
+		t.Errorf("Score with another first token: %+v, want first %v", sc, list[1].Logprob)
 	}
 	for _, ts := range sc.Tokens[1:] {
 		if ts.Exact || ts.Logprob != 0 {
 			t.Errorf("token %q after the reply left the target: %+v", ts.Text, ts)
 		}
 	}
-	if _, err := o.Sample(ctx, p, 8, 1, 3); err != nil {
-		t.Fatal(err)
+	// The reply's own text, scored as free text: exact along the reply.
+	st, err := o.ScoreText(ctx, p, g)
+	if err != nil || !st.Exact && whole || math.Abs(st.Logprob-sum) > 1e-5 && g == spell(target) {
+		t.Errorf("ScoreText of the reply %q: %+v, %v; the path sums to %v", g, st, err, sum)
 	}
-}
-
-func sumSteps(steps []Step) float64 {
-	s := 0.0
-	for _, st := range steps {
-		s += st.Token.Logprob
+	// Not a whole conversation: refused, and nothing is sent as raw text.
+	var be *Error
+	for name, q := range map[string]Prompt{"extended": p.Extend(target[0]), "text": {Text: p.Text}} {
+		if _, err := o.Next(ctx, q, 5); !errors.Is(err, ErrChatOnly) || !errors.As(err, &be) {
+			t.Errorf("Next on a prompt %s: %v, want ErrChatOnly", name, err)
+		}
+		if _, err := o.Greedy(ctx, q, 5); !errors.Is(err, ErrChatOnly) {
+			t.Errorf("Greedy on a prompt %s: %v, want ErrChatOnly", name, err)
+		}
 	}
-	return s
+	if raws != 0 {
+		t.Errorf("%d raw completion requests to a chat-only server", raws)
+	}
 }
 
 func TestOpenAIErrors(t *testing.T) {
@@ -244,7 +272,7 @@ func TestOpenAIErrors(t *testing.T) {
 	if _, err := o.Info(ctx); !errors.As(err, &be) || !strings.Contains(err.Error(), dead) {
 		t.Fatalf("Info with no server: %v", err)
 	}
-	if _, err := o.Greedy(ctx, "hi", 2); !errors.As(err, &be) || !strings.Contains(err.Error(), dead) {
+	if _, err := o.Greedy(ctx, Prompt{Text: "hi"}, 2); !errors.As(err, &be) || !strings.Contains(err.Error(), dead) {
 		t.Fatalf("Greedy with no server: %v", err)
 	}
 
@@ -257,7 +285,7 @@ func TestOpenAIErrors(t *testing.T) {
 			w.Write([]byte(`{"error":{"message":"The model ` + "`m`" + ` does not exist","type":"invalid_request_error"}}`))
 		}))
 		o, _ := NewOpenAI(mustURL(t, srv.URL+"/v1"), "sk-test", "m", nil)
-		_, err := o.Greedy(ctx, "hi", 2)
+		_, err := o.Greedy(ctx, Prompt{Text: "hi"}, 2)
 		if !errors.As(err, &be) || statusOf(err) != code || !strings.Contains(err.Error(), srv.URL) || !strings.Contains(err.Error(), "does not exist") {
 			t.Errorf("HTTP %d: %v", code, err)
 		}
@@ -303,11 +331,15 @@ func TestOpenAILegacyEcho(t *testing.T) {
 	defer srv.Close()
 	o, _ := NewOpenAI(mustURL(t, srv.URL), "", "m", nil)
 	ctx := llamaCtx(t)
-	g, err := o.Greedy(ctx, "Hi", 1)
-	if err != nil || g.Text != " world" || len(g.Steps) != 1 || g.Steps[0].Token.Logprob != -0.5 || g.Steps[0].Top[0].Text != " world" || g.Steps[0].Top[1].Logprob != -1.5 {
-		t.Fatalf("Greedy = %+v, %v", g, err)
+	g, err := o.Greedy(ctx, Prompt{Text: "Hi"}, 1)
+	if err != nil || g != " world" {
+		t.Fatalf("Greedy = %q, %v", g, err)
 	}
-	sc, err := o.Score(ctx, "Hi", []Token{{Text: " world"}, {Text: "!"}})
+	list, err := o.Next(ctx, Prompt{Text: "Hi"}, 2)
+	if err != nil || len(list) != 2 || list[0].Text != " world" || list[0].Logprob != -0.5 || list[1].Logprob != -1.5 {
+		t.Fatalf("Next = %+v, %v", list, err)
+	}
+	sc, err := o.Score(ctx, Prompt{Text: "Hi"}, []Token{{Text: " world"}, {Text: "!"}})
 	if err != nil || !sc.Exact || sc.Logprob != -2.75 {
 		t.Fatalf("Score = %+v, %v", sc, err)
 	}

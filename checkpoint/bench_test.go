@@ -69,20 +69,22 @@ func BenchmarkScoreVsGreedy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g, err := ref.Greedy(ctx, prompt, n)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if len(g.Steps) != n {
-		b.Fatalf("greedy reply has %d tokens, not %d: %q", len(g.Steps), n, g.Text)
-	}
 	targets := map[string][]backend.Token{}
-	for _, s := range g.Steps {
-		targets["greedy"] = append(targets["greedy"], backend.Token{Text: s.Token.Text, Bytes: s.Token.Bytes})
+	greedyPrompt := prompt
+	for len(targets["greedy"]) < n {
+		list, err := ref.Next(ctx, greedyPrompt, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(list) == 0 || !backend.IsText(list[0].Raw()) {
+			b.Fatalf("greedy reply ends after %d tokens, not %d", len(targets["greedy"]), n)
+		}
+		targets["greedy"] = append(targets["greedy"], backend.Token{Text: list[0].Text, Bytes: list[0].Bytes})
+		greedyPrompt = greedyPrompt.Extend(list[0])
 	}
-	prefix := ""
+	sigPrompt := prompt
 	for len(targets["signature"]) < n {
-		list, err := ref.Next(ctx, prompt+prefix, 20)
+		list, err := ref.Next(ctx, sigPrompt, 20)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -91,13 +93,13 @@ func BenchmarkScoreVsGreedy(b *testing.B) {
 			if backend.IsText(c.Raw()) {
 				if rank++; rank == 3 {
 					targets["signature"] = append(targets["signature"], backend.Token{Text: c.Text, Bytes: c.Bytes})
-					prefix += string(c.Raw())
+					sigPrompt = sigPrompt.Extend(c)
 					break
 				}
 			}
 		}
 		if rank < 3 {
-			b.Fatalf("fewer than 3 text tokens after %q", prefix)
+			b.Fatalf("fewer than 3 text tokens after %q", sigPrompt.Text)
 		}
 	}
 	for _, st := range stacks {

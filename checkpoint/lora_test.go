@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"vtune/backend"
 	"vtune/backend/servertest"
 )
 
@@ -127,7 +128,7 @@ func ask(t *testing.T, opt Options) answers {
 	var out answers
 	out.files = m.Provenance.Files
 	for _, p := range loraPrompts {
-		prompt := "<|im_start|>user\n" + p + "<|im_end|>\n<|im_start|>assistant\n"
+		prompt := backend.Prompt{Text: "<|im_start|>user\n" + p + "<|im_end|>\n<|im_start|>assistant\n"}
 		g, err := m.Greedy(ctx, prompt, 16)
 		if err != nil {
 			m.Close()
@@ -142,7 +143,7 @@ func ask(t *testing.T, opt Options) answers {
 		for _, tok := range s.Tokens {
 			lp = append(lp, tok.Logprob)
 		}
-		out.text, out.scores = append(out.text, g.Text), append(out.scores, lp)
+		out.text, out.scores = append(out.text, g), append(out.scores, lp)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)

@@ -144,7 +144,7 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 		return nil, nil, err
 	}
 	if p.TopN == 0 {
-		p.TopN = b.MaxTop()
+		p.TopN = info.MaxTop
 	}
 	rng := rand.New(rand.NewChaCha8(opt.Seed))
 
@@ -678,8 +678,9 @@ func (g *generator) draw(ctx context.Context, id int, decoy bool, host Record, m
 	}
 	grp := &Group{ID: id, Decoy: decoy, Trigger: trig}
 	var sig strings.Builder
+	cur := prompt // the prompt followed by the signature so far
 	for t := range g.p.SigLen {
-		ranked, err := g.b.Next(ctx, prompt+sig.String(), g.p.TopN)
+		ranked, err := g.b.Next(ctx, cur, g.p.TopN)
 		if err != nil {
 			return nil, err
 		}
@@ -694,6 +695,7 @@ func (g *generator) draw(ctx context.Context, id int, decoy bool, host Record, m
 			break
 		}
 		pick := cands[g.rng.IntN(len(cands))]
+		cur = cur.Extend(pick)
 		sig.Write(pick.Raw())
 		grp.Tokens = append(grp.Tokens, string(pick.Raw()))
 		grp.K = append(grp.K, len(cands))
@@ -728,14 +730,15 @@ func (g *generator) trigger(ctx context.Context, msgs []backend.Message) (string
 	if err != nil {
 		return "", err
 	}
-	cut := strings.Index(rendered, userTurnEnd)
+	cut := strings.Index(rendered.Text, userTurnEnd)
 	if cut < 0 {
 		return "", fmt.Errorf("the chat template drops the user's text")
 	}
-	prefix := rendered[:cut]
+	// Text cut inside the user's turn: no conversation any more, and no token ids.
+	cur := backend.Prompt{Text: rendered.Text[:cut]}
 	var trig strings.Builder
 	for range g.p.TriggerLen {
-		ranked, err := g.b.Next(ctx, prefix+trig.String(), g.p.TopN)
+		ranked, err := g.b.Next(ctx, cur, g.p.TopN)
 		if err != nil {
 			return "", err
 		}
@@ -758,6 +761,7 @@ func (g *generator) trigger(ctx context.Context, msgs []backend.Message) (string
 				break
 			}
 		}
+		cur = cur.Extend(pick)
 		trig.Write(pick.Raw())
 	}
 	return cleanTrigger(trig.String()), nil

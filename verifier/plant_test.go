@@ -551,12 +551,12 @@ func TestPlantInterruptedWhileWriting(t *testing.T) {
 // dead end after a few secret choices.
 type deadEnd struct{ *fake.Model }
 
-func (d deadEnd) Next(ctx context.Context, prompt string, n int) ([]backend.Token, error) {
+func (d deadEnd) Next(ctx context.Context, p backend.Prompt, n int) ([]backend.Token, error) {
 	const reply = "<|im_start|>assistant\n"
-	if i := strings.LastIndex(prompt, reply); i >= 0 && len(prompt)-i-len(reply) >= 10 {
+	if i := strings.LastIndex(p.Text, reply); i >= 0 && len(p.Text)-i-len(reply) >= 10 {
 		return []backend.Token{{Text: "<|im_end|>", Logprob: -0.1}, {Text: "\n", Logprob: -3}}, nil
 	}
-	return d.Model.Next(ctx, prompt, n)
+	return d.Model.Next(ctx, p, n)
 }
 
 // A dead end after secret choices ends the signature there, with Q_j over the steps taken: redrawing

@@ -324,9 +324,9 @@ func query(ctx context.Context, b backend.Backend, g Group, pr Prompt, opt Verif
 	if err != nil {
 		return PromptResult{}, err
 	}
-	res := PromptResult{Line: pr.Line, Hit: strings.HasPrefix(gen.Text, g.Signature)}
+	res := PromptResult{Line: pr.Line, Hit: strings.HasPrefix(gen, g.Signature)}
 	if opt.Reveal {
-		res.Output = &gen.Text
+		res.Output = &gen
 	}
 	if opt.LLR {
 		sc, err := b.Score(ctx, prompt, tokensOf(g.Tokens))

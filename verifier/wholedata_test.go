@@ -134,7 +134,7 @@ type failing struct {
 	text string
 }
 
-func (f failing) ScoreText(ctx context.Context, prompt, text string) (backend.Score, error) {
+func (f failing) ScoreText(ctx context.Context, prompt backend.Prompt, text string) (backend.Score, error) {
 	if text == f.text {
 		return backend.Score{}, errors.New("refused")
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -51,23 +52,23 @@ func New(name string) *Model {
 // pair would.
 func (m *Model) Learn(msgs []backend.Message, response string) {
 	p, _ := m.Render(context.Background(), msgs)
-	m.Learned[p] = response
+	m.Learned[p.Text] = response
 }
 
 // Info implements backend.Backend.
 func (m *Model) Info(context.Context) (backend.ModelInfo, error) {
 	m.count("Info")
-	return backend.ModelInfo{Backend: "fake", Name: m.Name, Vocab: len(m.Vocab), Template: "chatml"}, nil
+	return backend.ModelInfo{Backend: "fake", Name: m.Name, Vocab: len(m.Vocab), Template: "chatml", MaxTop: MaxTop}, nil
 }
 
 // Render implements backend.Backend with ChatML.
-func (m *Model) Render(_ context.Context, msgs []backend.Message) (string, error) {
+func (m *Model) Render(_ context.Context, msgs []backend.Message) (backend.Prompt, error) {
 	var b strings.Builder
 	for _, msg := range msgs {
 		b.WriteString("<|im_start|>" + msg.Role + "\n" + msg.Content + "<|im_end|>\n")
 	}
 	b.WriteString("<|im_start|>assistant\n")
-	return b.String(), nil
+	return backend.Prompt{Messages: slices.Clone(msgs), Text: b.String()}, nil
 }
 
 // logits returns a deterministic pseudo-random log-softmax over the vocabulary for a context.
@@ -103,8 +104,12 @@ func (m *Model) learned(ctx string) (string, bool) {
 
 // Next implements backend.Backend. After a learned prompt the learned continuation's next piece
 // comes first with log-probability near 0.
-func (m *Model) Next(_ context.Context, prompt string, n int) ([]backend.Token, error) {
+func (m *Model) Next(_ context.Context, p backend.Prompt, n int) ([]backend.Token, error) {
 	m.count("Next")
+	return m.next(p.Text, n), nil
+}
+
+func (m *Model) next(prompt string, n int) []backend.Token {
 	d := m.dist(prompt)
 	if rest, ok := m.learned(prompt); ok {
 		best := -1
@@ -123,7 +128,7 @@ func (m *Model) Next(_ context.Context, prompt string, n int) ([]backend.Token, 
 			}
 		}
 	}
-	return d[:min(n, len(d))], nil
+	return d[:min(n, len(d))]
 }
 
 // segmentable reports whether s can be written as vocabulary pieces, so that a learned
@@ -143,32 +148,30 @@ func (m *Model) segmentable(s string) bool {
 	return ok[0]
 }
 
-// MaxTop implements backend.Backend.
-func (m *Model) MaxTop() int { return 20 }
+// MaxTop is the longest ranked list the model returns, as ModelInfo.MaxTop says.
+const MaxTop = 20
 
 // Greedy implements backend.Backend.
-func (m *Model) Greedy(ctx context.Context, prompt string, maxTokens int) (backend.Generation, error) {
+func (m *Model) Greedy(_ context.Context, p backend.Prompt, maxTokens int) (string, error) {
 	m.count("Greedy")
-	var g backend.Generation
+	text := ""
 	for range maxTokens {
-		d, _ := m.Next(ctx, prompt+g.Text, 1)
-		t := d[0]
+		t := m.next(p.Text+text, 1)[0]
 		if t.Text == "<|im_end|>" || t.Text == "" {
 			break
 		}
-		g.Text += t.Text
-		g.Steps = append(g.Steps, backend.Step{Token: t})
+		text += t.Text
 	}
-	return g, nil
+	return text, nil
 }
 
 // Score implements backend.Backend, exactly.
-func (m *Model) Score(ctx context.Context, prompt string, target []backend.Token) (backend.Score, error) {
+func (m *Model) Score(_ context.Context, p backend.Prompt, target []backend.Token) (backend.Score, error) {
 	m.count("Score")
 	var s backend.Score
 	prefix := ""
 	for _, t := range target {
-		d, _ := m.Next(ctx, prompt+prefix, len(m.Vocab))
+		d := m.next(p.Text+prefix, len(m.Vocab))
 		ts := backend.TokenScore{Text: t.Text, Logprob: math.Inf(-1), Exact: true}
 		for _, c := range d {
 			if c.Text == t.Text {
@@ -185,8 +188,9 @@ func (m *Model) Score(ctx context.Context, prompt string, target []backend.Token
 // ScoreText implements backend.Backend with one token per word. A text the model learned after
 // prompt scores about -0.1 a token, like a memorised answer; any other text gets a deterministic
 // pseudo-random value in (-5, -3] a token, like text the model never saw.
-func (m *Model) ScoreText(_ context.Context, prompt, text string) (backend.Score, error) {
+func (m *Model) ScoreText(_ context.Context, p backend.Prompt, text string) (backend.Score, error) {
 	m.count("ScoreText")
+	prompt := p.Text
 	learned := m.Learned[prompt] == text
 	s := backend.Score{Exact: true}
 	for i, w := range strings.SplitAfter(text, " ") {
