@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/ollama/ollama/api"
@@ -52,7 +53,19 @@ func OpenOllamaScorer(ctx context.Context, opt Options, model string) (*Model, e
 	default:
 		return nil, fmt.Errorf("model %s has %d adapters; llama-server scoring takes one", model, len(adapters))
 	}
-	return Open(ctx, opt)
+	m, err := Open(ctx, opt)
+	if err != nil {
+		return nil, err
+	}
+	// Ollama names a blob by its SHA-256, which Open has just computed: a file that is not what
+	// its name says is not the model the server loaded.
+	for _, f := range m.Provenance.Files {
+		if name := filepath.Base(f.Path); strings.HasPrefix(name, "sha256-") && name != "sha256-"+f.SHA256 {
+			m.Close()
+			return nil, fmt.Errorf("model %s: its file %s hashes to sha256 %s, not to its name", model, f.Path, f.SHA256)
+		}
+	}
+	return m, nil
 }
 
 // modelfileFiles returns the model file (the first FROM) and the adapters (ADAPTER) that a
