@@ -511,7 +511,12 @@ func wholedata(args []string) error {
 			t[mi].fire[fi] = make([]int, len(dataAlphas))
 		}
 	}
-	cacheP := map[[2]int]*stats.WholeData{}
+	// p_data depends on the split only through X: computed once per X.
+	type px struct {
+		logP    []float64 // at each f0
+		lower95 float64
+	}
+	byX := map[int]px{}
 	for range *splits {
 		hi := drawWeighted(rng, lu, cu, *b)
 		si := drawWeighted(rng, ls, cs, *c)
@@ -528,24 +533,28 @@ func wholedata(args []string) error {
 					x++
 				}
 			}
-			w, ok := cacheP[[2]int{mi, x}]
+			p, ok := byX[x]
 			if !ok {
-				if w, err = stats.NewWholeData(*b, *c, k, x); err != nil {
+				w, err := stats.NewWholeData(*b, *c, k, x)
+				if err != nil {
 					return err
 				}
-				cacheP[[2]int{mi, x}] = w
+				for _, f0 := range f0s {
+					p.logP = append(p.logP, w.LogP(f0))
+				}
+				p.lower95 = w.LowerShare(verifier.ShareLevel)
+				byX[x] = p
 			}
 			tt := &t[mi]
 			tt.x = append(tt.x, x)
-			for fi, f0 := range f0s {
-				lp := w.LogP(f0)
+			for fi := range f0s {
 				for ai, a := range dataAlphas {
-					if lp <= math.Log(a) {
+					if p.logP[fi] <= math.Log(a) {
 						tt.fire[fi][ai]++
 					}
 				}
 			}
-			tt.sumLower95 += w.LowerShare(verifier.ShareLevel)
+			tt.sumLower95 += p.lower95
 		}
 	}
 
