@@ -27,7 +27,7 @@ work=.tools/bench/exp-fpr/$arch
 out=${OUT:-$work}
 mkdir -p "$work/keys" "$out"
 export LLAMACPP_THREADS=${LLAMACPP_THREADS:-1}
-go build -o "$work/fpr" ./scripts/bench/fpr
+go build -o "$work/fpr.$$" ./scripts/bench/fpr && mv "$work/fpr.$$" "$work/fpr"
 fixtures=testdata/fixtures/$arch
 planted=.tools/fixtures/$arch/planted.jsonl
 if [ ! -s "$planted" ]; then # the fixture's planted dataset is not committed: the same seed gives it back
@@ -48,7 +48,7 @@ names=()
 stop() { for n in "${names[@]}"; do scripts/llamacpp.sh stop "$n" >/dev/null 2>&1 || true; done; }
 trap stop EXIT
 start() { # label model.gguf: prints LABEL=URL
-  local n=bench-fpr-$arch-$1
+  local n=bench-fpr-$arch-$1-$$ # the pid: two runs never share (and stop) each other's servers
   names+=("$n")
   echo "$1=$(LLAMACPP_WATCH_PID=$$ scripts/llamacpp.sh start "$2" "$n")"
 }
