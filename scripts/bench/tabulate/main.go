@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,27 +174,55 @@ var settings = []struct{ name, rate, groups string }{
 // most 10^target: a verifier that fixes n in advance and queries n groups has the valid test
 // (2^n - 1) prod min(1, m_j Q_j) over those n. 0 when no n reaches it.
 func fewest(rep *verifier.Report, target float64) (int, float64) {
+	return fewestIn(queried(rep), target)
+}
+
+// queried lists the planted groups' queries as one-query groups, in the key's order.
+func queried(rep *verifier.Report) []stats.AgnosticGroup {
 	var gs []stats.AgnosticGroup
-	n := 0
 	for _, g := range rep.Groups {
 		if g.Decoy {
 			continue
 		}
 		for _, p := range g.Prompts {
-			n++
 			gs = append(gs, stats.AgnosticGroup{LogQ: g.Log10Q * math.Ln10, Queries: 1, Hit: p.Hit})
-			if l := stats.Log10(stats.LogAgnostic(gs)); l <= target {
-				return n, l
-			}
+		}
+	}
+	return gs
+}
+
+func fewestIn(all []stats.AgnosticGroup, target float64) (int, float64) {
+	for n := 1; n <= len(all); n++ {
+		if l := stats.Log10(stats.LogAgnostic(all[:n])); l <= target {
+			return n, l
 		}
 	}
 	return 0, 0
 }
 
+// meanFewest averages fewest over 10,000 random orders of the queries (a fixed seed): what a
+// verifier who picks the groups to query at random can expect. ok is false when some order never
+// reaches the target.
+func meanFewest(rep *verifier.Report, target float64) (mean float64, ok bool) {
+	gs := queried(rep)
+	rng := rand.New(rand.NewPCG(1, 2))
+	const runs = 10000
+	sum := 0
+	for range runs {
+		rng.Shuffle(len(gs), func(i, j int) { gs[i], gs[j] = gs[j], gs[i] })
+		n, _ := fewestIn(gs, target)
+		if n == 0 {
+			return 0, false
+		}
+		sum += n
+	}
+	return float64(sum) / runs, true
+}
+
 func shareTable(b *strings.Builder, dir string) error {
 	b.WriteString("### Planted share and copies per group (tiny-llama, honest provider)\n\n")
-	b.WriteString("`scripts/bench/share.sh`: the WordNet definitions planted with the default signature (24 tokens, k = 8) at each share, fine-tuned by the honest provider simulator with the fixtures' recipe (12 epochs, lr 2e-3, batch 16), verified through llama-server, one query a group. `copies` is the planted records per group (m_j). `queries to 1e-40` is the fewest queries, one a group in the key's (random) order, after which p_agnostic over the groups queried so far is at most 1e-40 (the paper: at most 10 queries, about 1e-40, 0.5% planted); `-` when all the queries of the key do not reach it. The `base` column is the base model verified with the same key.\n\n")
-	b.WriteString("| planted | groups | copies | hits | p_agnostic | p_base | mean LLR planted / decoy | queries to 1e-40 (p there) | decoy hits | X/c | p_data(50%) | verdict | base: hits, p_agnostic |\n")
+	b.WriteString("`scripts/bench/share.sh`: the WordNet definitions planted with the default signature (24 tokens, k = 8) at each share, fine-tuned by the honest provider simulator with the fixtures' recipe (12 epochs, lr 2e-3, batch 16), verified through llama-server, one query a group. `copies` is the planted records per group (m_j). `queries to 1e-40` is the fewest queries, one a group in the key's (random) order, after which p_agnostic over the groups queried so far is at most 1e-40, then the mean of the same over 10,000 random orders of the groups (the paper: at most 10 queries, about 1e-40, 0.5% planted); `-` when all the queries of the key do not reach it (in some order, for the mean). The `base` column is the base model verified with the same key.\n\n")
+	b.WriteString("| planted | groups | copies | hits | p_agnostic | p_base | mean LLR planted / decoy | queries to 1e-40: key order (p there); mean over random orders | decoy hits | X/c | p_data(50%) | verdict | base: hits, p_agnostic |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range settings {
 		var rep, base verifier.Report
@@ -220,6 +249,9 @@ func shareTable(b *strings.Builder, dir string) error {
 		q := "-"
 		if n, l := fewest(&rep, -40); n > 0 {
 			q = fmt.Sprintf("%d (%s)", n, fmtP(l))
+		}
+		if m, ok := meanFewest(&rep, -40); ok {
+			q += fmt.Sprintf("; %.2f", m)
 		}
 		llr := "-"
 		if rep.MeanLLRPlanted != nil && rep.MeanLLRDecoy != nil {
