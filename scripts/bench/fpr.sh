@@ -39,7 +39,9 @@ if [ ! -s "$planted" ]; then # the fixture's planted dataset is not committed: t
   cmp -s <(jq -c .groups "$work/fixture-key.json") <(jq -c .groups $fixtures/key.json) ||
     { echo "fpr.sh: re-planting the fixture gave other secrets" >&2; exit 1; }
 fi
-head -600 testdata/wordnet/define-train.jsonl >"$work/small.jsonl"
+# Rewritten only when it differs: a run planting from it meanwhile would stop ("dataset changed").
+head -600 testdata/wordnet/define-train.jsonl >"$work/small.jsonl.$$"
+if cmp -s "$work/small.jsonl.$$" "$work/small.jsonl"; then rm "$work/small.jsonl.$$"; else mv "$work/small.jsonl.$$" "$work/small.jsonl"; fi
 # Cached results are valid for these models and data only.
 sums=$(sha256sum testdata/models/$arch.gguf $fixtures/*.gguf $fixtures/key.json "$work/small.jsonl" | sha256sum | cut -c1-12)
 parts=${FPR_PARTS:-"secrets wholedata"}
