@@ -598,5 +598,9 @@ func fmtShare(n, of int) string {
 	if n == 0 {
 		return fmt.Sprintf("0 of %d", of)
 	}
-	return fmt.Sprintf("%d (%.2g%%)", n, 100*float64(n)/float64(of))
+	pct := 100 * float64(n) / float64(of)
+	if pct >= 10 {
+		return fmt.Sprintf("%d (%.0f%%)", n, pct)
+	}
+	return fmt.Sprintf("%d (%.2g%%)", n, pct)
 }
