@@ -4,11 +4,12 @@
 # docs/results.md (between its bench markers) and docs/img/bench-*.png (scripts/bench/tabulate,
 # scripts/bench/pngsmall). Work files stay under .tools/bench/exp-*/.
 #
-# Cost on the 2-core machine: quant.sh about 7 minutes; share.sh 5 honest fine-tunes of about 9
-# minutes each the first time (cached afterwards: 2 minutes of verification); fpr.sh about 7
-# minutes of scoring the first time, then the secrets experiment within FPR_BUDGET (default 15m),
-# adding keys to its cache until FPR_KEYS (1000) are done. So the first run takes about 75 minutes
-# and leaves the secrets table short of 1,000 keys; a run with every cache full takes about 15.
+# Cost on the busy 2-core machine: quant.sh about 7 minutes; share.sh 5 honest fine-tunes of 7 to 9
+# minutes each the first time (cached afterwards: 2 minutes of verification); fpr.sh 3.5 minutes of
+# scoring the first time, then the secrets experiment within FPR_BUDGET (default 15m) at about 2 s a
+# key, adding keys to its cache until FPR_KEYS (1000) are done. So the first run takes about an
+# hour and leaves the secrets table short of 1,000 keys (it says how many); the second completes
+# it; a run with every cache full takes about 12 minutes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"

@@ -255,8 +255,12 @@ func secrets(args []string) error {
 		}
 		fmt.Fprintf(&md, " %s | %s |\n", fmtLog10(minA), fmtLog10(minB))
 	}
-	fmt.Fprintf(&md, "\n%d keys of the %d asked (%d from the cache, %d planted in this run at %.2f s a key, verification %.2f s a key for %d models).\n",
-		done, *n, cached, planted, seconds(plantTime, planted), seconds(verifyTime, done-cached), len(ms))
+	fmt.Fprintf(&md, "\n%d keys of the %d asked, %d of them with their results from the cache", done, *n, cached)
+	if done > cached {
+		fmt.Fprintf(&md, "; %d planted in this run at %.2f s a key, verification %.2f s a key for %d models",
+			planted, seconds(plantTime, planted), seconds(verifyTime, done-cached), len(ms))
+	}
+	md.WriteString(".\n")
 	return output(*mdPath, md.String())
 }
 
