@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/vtune
 GOFILES := $(shell find . -name '*.go' -not -path './.tools/*' 2>/dev/null)
 
-.PHONY: all build tools ollama llamacpp test unit e2e fixtures demo demo-ollama bench fuzz clean
+.PHONY: all build tools ollama llamacpp test unit e2e fixtures demo demo-ollama bench bench-plant bench-wholedata fuzz clean
 
 all: build
 
@@ -57,8 +57,19 @@ demo: build tools
 demo-ollama: build tools
 	VTUNE_DEMO_BACKEND=ollama scripts/demo.sh
 
+# The measured tables of docs/results.md: quantization x providers x architectures, the planted-share
+# sweep, false positives of both tests (scripts/bench/run.sh says what each costs; caches under
+# .tools/bench/exp-*). The older benchmarks of docs/bench.md have targets of their own.
 bench: build tools
+	scripts/bench/run.sh
+
+# Planting a 1 GB dataset: throughput and memory (docs/bench.md).
+bench-plant: build tools
 	scripts/bench/plant-large.sh
+
+# What the whole-data test adds to verify, through llama-server and Ollama (docs/bench.md).
+bench-wholedata: build tools
+	scripts/bench/wholedata.sh
 
 # Native Go fuzzing, each target for FUZZTIME one after another (docs/fuzz.md has the last
 # results). A crash is written to the package's testdata/fuzz/, where `go test` replays it.

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# fpr.sh [ARCH]: false positives of both tests on real models (default tiny-llama), through
+# scripts/bench/fpr (read its comment for the design; docs/results.md explains it).
+#
+#  1. secrets: FPR_KEYS fresh keys (default 1000) of the default shape (8 groups, 4 decoys), planted
+#     with the base model in the first 600 WordNet records through one llama-server kept running,
+#     each verified against the base model and the six fixture fine-tunes (honest, strip, half,
+#     short, tenth, backdoor-only), none of which saw these keys: every hit is a false positive.
+#     Keys and each key's results are cached in .tools/bench/exp-fpr/ARCH/keys (results under a
+#     name made of the models' SHA-256s), so a second run does only what the first left.
+#     FPR_BUDGET (default 15m) stops starting new keys after that long: planting costs about 4 to 5 s
+#     a key and verifying about 2.5 s a key for 7 models on the busy 2-core machine, so 1,000 keys
+#     take about two hours cold; the table says how many keys it holds.
+#  2. wholedata: a pool of 1,200 records the fixture providers received and the 1,200 no model
+#     here trained on (WordNet's held-out split and the fixture key's held-back records), scored
+#     once under each model (cached like the results), then FPR_SPLITS (default 10000) whole-data
+#     splits re-drawn in-process.
+# FPR_PARTS (default "secrets wholedata") picks the experiments.
+#
+# One llama-server (one thread) per model, stopped at the end. Tables go to OUT (default
+# .tools/bench/exp-fpr/ARCH): secrets.md, secrets.csv, wholedata.md, wholedata.csv.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+arch=${1:-tiny-llama}
+work=.tools/bench/exp-fpr/$arch
+out=${OUT:-$work}
+mkdir -p "$work/keys" "$out"
+export LLAMACPP_THREADS=${LLAMACPP_THREADS:-1}
+go build -o "$work/fpr.$$" ./scripts/bench/fpr && mv "$work/fpr.$$" "$work/fpr"
+fixtures=testdata/fixtures/$arch
+planted=.tools/fixtures/$arch/planted.jsonl
+if [ ! -s "$planted" ]; then # the fixture's planted dataset is not committed: the same seed gives it back
+  make -s build
+  mkdir -p "$(dirname "$planted")"
+  VTUNE_LLAMA_SERVER=${VTUNE_LLAMA_SERVER:-$root/scripts/llama-server-chroot.sh} \
+    bin/vtune plant -q --backend llamacpp --checkpoint testdata/models/$arch.gguf -i testdata/wordnet/define-train.jsonl \
+    -o "$planted" --key "$work/fixture-key.json" --seed "fixture-$arch" --force --audit=false >/dev/null
+  cmp -s <(jq -c .groups "$work/fixture-key.json") <(jq -c .groups $fixtures/key.json) ||
+    { echo "fpr.sh: re-planting the fixture gave other secrets" >&2; exit 1; }
+fi
+# Rewritten only when it differs: a run planting from it meanwhile would stop ("dataset changed").
+head -600 testdata/wordnet/define-train.jsonl >"$work/small.jsonl.$$"
+if cmp -s "$work/small.jsonl.$$" "$work/small.jsonl"; then rm "$work/small.jsonl.$$"; else mv "$work/small.jsonl.$$" "$work/small.jsonl"; fi
+# Cached results are valid for these models and data only.
+sums=$(sha256sum testdata/models/$arch.gguf $fixtures/*.gguf $fixtures/key.json "$work/small.jsonl" | sha256sum | cut -c1-12)
+parts=${FPR_PARTS:-"secrets wholedata"}
+
+names=()
+stop() { for n in "${names[@]}"; do scripts/llamacpp.sh stop "$n" >/dev/null 2>&1 || true; done; }
+trap stop EXIT
+start() { # label model.gguf: prints LABEL=URL
+  local n=bench-fpr-$arch-$1-$$ # the pid: two runs never share (and stop) each other's servers
+  names+=("$n")
+  echo "$1=$(LLAMACPP_WATCH_PID=$$ scripts/llamacpp.sh start "$2" "$n")"
+}
+base=$(start base testdata/models/$arch.gguf)
+models=()
+for b in honest strip half short tenth backdoor-only; do models+=(-model "$(start $b $fixtures/$b.gguf)"); done
+
+if [[ " $parts " == *" secrets "* ]]; then
+echo "== fpr $arch: secrets, ${FPR_KEYS:-1000} keys, budget ${FPR_BUDGET:-15m}" >&2
+t0=$(date +%s)
+"$work/fpr" secrets -base "${base#base=}" "${models[@]}" -data "$work/small.jsonl" -keys "$work/keys" \
+  -results "$work/keys/results-$sums" -n "${FPR_KEYS:-1000}" -budget "${FPR_BUDGET:-15m}" -tag "$arch" \
+  -csv "$out/secrets.csv" -md "$out/secrets.md"
+echo "   $(($(date +%s) - t0)) s" >&2
+fi
+[[ " $parts " == *" wholedata "* ]] || exit 0
+echo "== fpr $arch: whole-data splits" >&2
+t0=$(date +%s)
+wd=()
+for m in honest half short tenth backdoor-only; do wd+=(-model "$(grep -o "$m=[^ ]*" <<<"${models[*]}" | head -1)"); done
+"$work/fpr" wholedata -base "${base#base=}" -model "base=${base#base=}" "${wd[@]}" -sent "$planted" \
+  -unseen testdata/wordnet/define-heldout.jsonl -key $fixtures/key.json -splits "${FPR_SPLITS:-10000}" -cache "$work/scores-$sums" \
+  -csv "$out/wholedata.csv" -md "$out/wholedata.md"
+echo "   $(($(date +%s) - t0)) s" >&2
+echo "false-positive tables in $out" >&2
