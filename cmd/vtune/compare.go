@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"slices"
@@ -76,7 +77,14 @@ func targetsOf(c *cli.Context) ([]target, error) {
 		}
 		if t.Checkpoint != "" {
 			if _, err := os.Stat(t.Checkpoint); err != nil {
-				return fmt.Errorf("%s: checkpoint %s: %v", from, t.Checkpoint, unwrapPathErr(err))
+				what := unwrapPathErr(err).Error()
+				if errors.Is(err, fs.ErrNotExist) {
+					what = "not found"
+				}
+				if from == "--checkpoint "+t.Checkpoint {
+					return fmt.Errorf("%s: %s", from, what)
+				}
+				return fmt.Errorf("%s: checkpoint %s: %s", from, t.Checkpoint, what)
 			}
 		}
 		where[t.Label] = from

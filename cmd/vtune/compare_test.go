@@ -144,7 +144,7 @@ func TestCompareBadInput(t *testing.T) {
 	}{
 		{[]string{"--models", filepath.Join(dir, "missing.txt")}, "missing.txt: no such file"},
 		{[]string{"--models", write("dup.txt", "a\n# c\nb\na\n")}, `dup.txt line 4: "a" is already given (--models ` + dir + `/dup.txt line 1)`},
-		{[]string{"--models", write("gone.txt", "a\n/nonexistent/x.gguf\n")}, "gone.txt line 2: checkpoint /nonexistent/x.gguf: no such file"},
+		{[]string{"--models", write("gone.txt", "a\n/nonexistent/x.gguf\n")}, "gone.txt line 2: checkpoint /nonexistent/x.gguf: not found"},
 		{[]string{"--models", write("empty.txt", "# nothing\n\n")}, "empty.txt: no model in it"},
 		{[]string{"--checkpoint", gguf, "--checkpoint", gguf}, "is already given"},
 		{[]string{"-m", "x", "--models", write("x.txt", "y\nx\n")}, `x.txt line 2: "x" is already given (--model x)`},
