@@ -182,6 +182,12 @@ func (o *OpenAI) Render(ctx context.Context, msgs []Message) (Prompt, error) {
 			o.setTemplated(true)
 			return Prompt{Messages: slices.Clone(msgs), Text: *resp.Prompt}, nil
 		case !ok || err == nil || code == http.StatusNotFound || code == http.StatusMethodNotAllowed || code == http.StatusNotImplemented:
+			// Chat-only, or no API at this URL at all (a wrong path answers 404 to everything):
+			// one token of chat tells them apart, so that a wrong URL fails here with the server's
+			// own answer, not later with ErrChatOnly.
+			if _, err := o.chat(ctx, msgs, o.request(1, 0, o.Seed), 0); err != nil {
+				return Prompt{}, err
+			}
 			o.setTemplated(false)
 		default:
 			return Prompt{}, err

@@ -186,12 +186,17 @@ func TestOpenAIChatMode(t *testing.T) {
 	if !strings.HasSuffix(p.Text, "assistant: ") || !strings.Contains(p.Text, "user: Define the word: harbor") {
 		t.Fatalf("transcript %q", p.Text)
 	}
+	// Render asked one token of chat, once, to tell a chat-only server from no server.
+	if chats != 1 {
+		t.Fatalf("%d chat requests for the first Render", chats)
+	}
+	llamaPrompt(t, o)
 	g, err := o.Greedy(ctx, p, 16)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if chats != 1 {
-		t.Fatalf("%d chat requests for one Greedy", chats)
+	if chats != 2 {
+		t.Fatalf("%d chat requests for another Render and one Greedy", chats-1)
 	}
 	want, err := raw.Greedy(ctx, llamaPrompt(t, raw), 16)
 	if err != nil {
