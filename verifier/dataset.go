@@ -60,9 +60,10 @@ func blank(line []byte) bool { return len(bytes.TrimSpace(line)) == 0 }
 // DetectFormat returns the format of one record from its top-level keys: "messages" for chat,
 // "conversations" for ShareGPT, "instruction" with "output" for Alpaca, "prompt" with "completion"
 // for prompt/completion.
-// It validates the whole line as JSON first.
+// It validates the whole line as JSON first, with validJSON: encoding/json's validator, one call
+// a byte, was what bounded planting's time on large files.
 func DetectFormat(line []byte) (Format, error) {
-	if !json.Valid(line) {
+	if !validJSON(line) {
 		var v any
 		err := json.Unmarshal(line, &v) // for the message
 		return "", fmt.Errorf("malformed JSON: %v", err)
