@@ -49,7 +49,7 @@ type chunkResult struct {
 	err       *InputError
 }
 
-var chunkPool = sync.Pool{New: func() any { return make([]byte, 0, chunkSize+64<<10) }}
+var chunkPool = sync.Pool{New: func() any { return make([]byte, chunkSize) }}
 
 // scanDataset validates every record, detects the format, counts records and hashes the file in
 // one streaming pass. JSON validation is the expensive part, so one goroutine reads and hashes (and
@@ -108,13 +108,13 @@ func scanDataset(path string) (*datasetScan, error) {
 		if s.array {
 			s.sep, readErr = readArrayChunks(newArrayReader(path, br, h), emit)
 		} else {
-			readErr = readChunks(br, h, emit)
+			readErr = readChunks(&lineBlocks{r: br, h: h}, emit)
 		}
 	}()
 
 	for c := range order {
 		r := <-c.res
-		chunkPool.Put(c.data[:0])
+		chunkPool.Put(c.data[:cap(c.data)])
 		if r.records > 0 {
 			if s.format == "" {
 				s.format = r.format
@@ -146,44 +146,19 @@ func mixed(got, want Format) string {
 	return fmt.Sprintf("record is %s, earlier records are %s: one format per file", got, want)
 }
 
-// readChunks reads r in chunks of whole lines, writes every byte to h, and hands each chunk to
-// emit until emit returns false.
-func readChunks(r io.Reader, h io.Writer, emit func(*chunk) bool) error {
-	line := 1
-	var carry []byte
+// readChunks reads lines in chunks of whole lines and hands each chunk to emit until emit
+// returns false.
+func readChunks(lb *lineBlocks, emit func(*chunk) bool) error {
+	lb.fresh = func() []byte { return chunkPool.Get().([]byte) }
 	for {
-		buf := append(chunkPool.Get().([]byte)[:0], carry...)
-		eof := false
-		for !eof {
-			if len(buf) == cap(buf) {
-				if len(buf) >= maxLine+chunkSize {
-					return fmt.Errorf("line %d or after is longer than %d MiB: not a JSON Lines file?", line, maxLine>>20)
-				}
-				buf = append(buf, 0)[:len(buf)]
-			}
-			n, err := r.Read(buf[len(buf):cap(buf)])
-			h.Write(buf[len(buf) : len(buf)+n])
-			buf = buf[:len(buf)+n]
-			if errors.Is(err, io.EOF) {
-				eof = true
-			} else if err != nil {
-				return unwrapPath(err)
-			}
-			if len(buf) >= chunkSize && bytes.IndexByte(buf[len(buf)-n:], '\n') >= 0 {
-				break
-			}
-		}
-		end := len(buf)
-		if !eof {
-			end = bytes.LastIndexByte(buf, '\n') + 1
-		}
-		carry = append(carry[:0], buf[end:]...)
-		c := &chunk{data: buf[:end], firstLine: line, res: make(chan chunkResult, 1)}
-		line += bytes.Count(c.data, []byte{'\n'})
-		if len(c.data) > 0 && !emit(c) {
+		line := lb.lines + 1
+		b, err := lb.next()
+		if err == io.EOF {
 			return nil
+		} else if err != nil {
+			return err
 		}
-		if eof {
+		if !emit(&chunk{data: b, firstLine: line, res: make(chan chunkResult, 1)}) {
 			return nil
 		}
 	}

@@ -63,3 +63,17 @@ func TestScanAcrossChunks(t *testing.T) {
 		}
 	}
 }
+
+// A JSON Lines file with a line too long to be a record fails with an error naming the line.
+func TestLinesLongLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "long.jsonl")
+	os.WriteFile(p, []byte(`{"prompt":"p","completion":"c"}`+"\n"+`{"prompt":"`+strings.Repeat("x", maxLine+10)+`"}`), 0o644)
+	_, err := scanDataset(p)
+	if err == nil || !strings.Contains(err.Error(), "long.jsonl: line 2 is longer than 64 MiB") {
+		t.Errorf("scan: %v", err)
+	}
+	err = ReadRecords(p, func(Record) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "long.jsonl: line 2 is longer than 64 MiB") {
+		t.Errorf("reader: %v", err)
+	}
+}
