@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -137,6 +138,7 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	if err != nil {
 		return nil, nil, err
 	}
+	collectLarge(scan)
 	total := p.Count
 	if total == 0 {
 		total = int(math.Round(p.Rate * float64(scan.records)))
@@ -156,7 +158,7 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	// prompt after which the model has no text candidates) is replaced by a spare.
 	spare := min(scan.records-need, 8+need/10)
 	order := sampleIndexes(rng, scan.records, need+spare)
-	hosts, err := readHosts(opt.Input, scan.format, order)
+	hosts, err := readHosts(opt.Input, scan.format, order, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -206,6 +208,8 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	if err != nil {
 		return nil, nil, err
 	}
+	scan.answers = nil // drawn: no longer needed
+	collectLarge(scan)
 
 	plan, err := planOutput(rng, key, g.planted, opt.Input, scan.records, held)
 	if err != nil {
@@ -245,6 +249,16 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	}
 	sumry.Log10PAllHits = stats.Log10(stats.LogAgnostic(all))
 	return key, sumry, nil
+}
+
+// collectLarge runs a garbage collection after a step that held a large dataset's biggest
+// structures (the scan's buffers; the records' answers, 4 bytes each, and the draw's shuffle).
+// The heap grows to twice what was live at the last collection before the next one, so without
+// this the garbage of the steps that follow would pile up to twice those structures' size.
+func collectLarge(scan *datasetScan) {
+	if scan.records > 1<<20 {
+		runtime.GC()
+	}
 }
 
 // commitBoth writes the key beside the finished output and renames both into place only when both
@@ -375,13 +389,18 @@ func sampleIndexes(rng *rand.Rand, total, n int) []int {
 	return out
 }
 
-// readHosts returns the records at the given record indexes, in the order given.
-func readHosts(path string, format Format, order []int) ([]Record, error) {
-	want := make(map[int]int, len(order)) // record index -> position in order
-	last := 0
-	for pos, idx := range order {
-		want[idx] = pos
-		last = max(last, idx)
+// readHosts returns the records at the given record indexes, in the order given. If dups is set,
+// its candidates are passed to it on the way.
+func readHosts(path string, format Format, order []int, dups *dupCheck) ([]Record, error) {
+	// Walk the wanted indexes in file order beside the records: no lookup for the others.
+	sorted := make([]int, len(order)) // positions in order, by record index
+	for pos := range order {
+		sorted[pos] = pos
+	}
+	slices.SortFunc(sorted, func(a, b int) int { return order[a] - order[b] })
+	var candidates []int
+	if dups != nil {
+		candidates = dups.candidates
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -390,17 +409,24 @@ func readHosts(path string, format Format, order []int) ([]Record, error) {
 	defer f.Close()
 	out := make([]Record, len(order))
 	rr := newRecordReader(path, f)
-	for n := 0; n <= last; n++ {
+	for n := 0; len(sorted) > 0 || len(candidates) > 0; n++ {
 		if !rr.next() {
 			if err := rr.err(); err != nil {
 				return nil, err
 			}
 			return nil, &InputError{File: path, Msg: "dataset changed while planting"}
 		}
-		if pos, ok := want[n]; ok {
+		for len(sorted) > 0 && order[sorted[0]] == n {
 			r := rr.record()
 			r.Raw, r.Format = slices.Clone(r.Raw), format
-			out[pos] = r
+			out[sorted[0]] = r
+			sorted = sorted[1:]
+		}
+		if len(candidates) > 0 && candidates[0] == n {
+			r := rr.record()
+			r.Format = format
+			dups.note(r)
+			candidates = candidates[1:]
 		}
 	}
 	return out, nil
