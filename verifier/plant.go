@@ -412,12 +412,20 @@ func readHosts(path string, format Format, order []int, dups *dupCheck) ([]Recor
 	out := make([]Record, len(order))
 	rr := newRecordReader(path, f)
 	for n := 0; len(sorted) > 0 || len(candidates) > 0; n++ {
-		if !rr.next() {
+		next := math.MaxInt // the next record wanted
+		if len(sorted) > 0 {
+			next = order[sorted[0]]
+		}
+		if len(candidates) > 0 {
+			next = min(next, candidates[0])
+		}
+		if !rr.skip(next-n) || !rr.next() {
 			if err := rr.err(); err != nil {
 				return nil, err
 			}
 			return nil, &InputError{File: path, Msg: "dataset changed while planting"}
 		}
+		n = next
 		for len(sorted) > 0 && order[sorted[0]] == n {
 			r := rr.record()
 			r.Raw, r.Format = slices.Clone(r.Raw), format

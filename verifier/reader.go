@@ -33,6 +33,14 @@ func sniffArray(br *bufio.Reader) bool {
 	return false
 }
 
+// unbuffered returns br's stream read from r directly once br's buffered bytes are gone: br is
+// for sniffing the first bytes, and the readers that follow have buffers of their own, to which a
+// bufio.Reader would add a second copy of every byte.
+func unbuffered(br *bufio.Reader, r io.Reader) io.Reader {
+	b, _ := br.Peek(br.Buffered())
+	return io.MultiReader(bytes.NewReader(b), r)
+}
+
 // recordReader reads the records of a dataset in file order.
 type recordReader struct {
 	path  string
@@ -49,9 +57,9 @@ func newRecordReader(path string, r io.Reader) *recordReader {
 	br := bufio.NewReaderSize(r, 1<<20)
 	rr := &recordReader{path: path}
 	if sniffArray(br) {
-		rr.array = newArrayReader(path, br, nil)
+		rr.array = newArrayReader(path, unbuffered(br, r), nil)
 	} else {
-		rr.lines = newLineScanner(br)
+		rr.lines = newLineScanner(unbuffered(br, r))
 	}
 	return rr
 }
@@ -80,6 +88,33 @@ func (r *recordReader) next() bool {
 			return true
 		}
 	}
+}
+
+// skip passes over the next k records without handing them out, and reports false, as next
+// does, when the data ends first: readers that want a few records of many walk the rest this way.
+func (r *recordReader) skip(k int) bool {
+	if r.array != nil {
+		for ; k > 0; k-- {
+			if !r.next() {
+				return false
+			}
+		}
+		return true
+	}
+	for k > 0 {
+		line, ok := r.lines.next()
+		if !ok {
+			if err := r.lines.err(); err != nil {
+				r.e = &InputError{File: r.path, Msg: err.Error()}
+			}
+			return false
+		}
+		if !blank(line) {
+			r.n++
+			k--
+		}
+	}
+	return true
 }
 
 // record returns the current record; its Raw is valid until the next call to next.

@@ -145,9 +145,9 @@ func scanDataset(path string) (*datasetScan, error) {
 			}
 		}
 		if s.array {
-			s.sep, readErr = readArrayChunks(newArrayReader(path, br, h), pools, emit)
+			s.sep, readErr = readArrayChunks(newArrayReader(path, unbuffered(br, f), h), pools, emit)
 		} else {
-			readErr = readChunks(&lineBlocks{r: br, h: h}, pools, emit)
+			readErr = readChunks(&lineBlocks{r: unbuffered(br, f), h: h}, pools, emit)
 		}
 	}()
 
