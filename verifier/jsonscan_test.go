@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -170,5 +171,36 @@ func BenchmarkValidJSON(b *testing.B) {
 				b.Fatal("invalid")
 			}
 		}
+	})
+}
+
+// stringValues walks a valid document in place; the spans and values are those that
+// encoding/json's decoder finds, on every input of the JSON tests.
+func TestStringValuesMatchesDecoder(t *testing.T) {
+	for _, d := range jsonInputs(t) {
+		checkStringValues(t, d)
+	}
+}
+
+func checkStringValues(t *testing.T, d []byte) {
+	t.Helper()
+	got, err := stringValues(d)
+	want, werr := decodedStringValues(d)
+	if (err == nil) != (werr == nil) || err != nil && err.Error() != werr.Error() {
+		t.Fatalf("%.200q: error %v, decoder %v", d, err, werr)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%.200q: spans %v, decoder %v", d, got, want)
+	}
+}
+
+// FuzzStringValues: on any input, stringValues gives the decoder's spans and errors.
+func FuzzStringValues(f *testing.F) {
+	for _, s := range datasetSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"a":["x",{"b":"\u00e9","b":"y"}],"":"z","a/0":"w"}`))
+	f.Fuzz(func(t *testing.T, d []byte) {
+		checkStringValues(t, d)
 	})
 }
