@@ -39,14 +39,16 @@ go test -c -o "$work/verifier.test" ./verifier
 
 out=$work/out.jsonl
 key=$work/key.json
-# timed NAME CMD...: runs CMD under /usr/bin/time and appends "seconds peak-RSS-KB" to $work/NAME.
+# timed NAME CMD...: runs CMD under /usr/bin/time and appends "seconds peak-RSS-KB CPU-seconds"
+# to $work/NAME. CPU time (user and system) says what the work costs when other jobs share the
+# machine and stretch the elapsed time.
 timed() {
   local name=$1
   shift
   rm -f "$out" "$key"
-  /usr/bin/time -f '%e %M' -o "$work/last.time" "$@" >"$work/last.out" 2>&1 ||
+  /usr/bin/time -f '%e %M %U %S' -o "$work/last.time" "$@" >"$work/last.out" 2>&1 ||
     { echo "plant-large: $name failed:" >&2; tail -5 "$work/last.out" >&2; exit 1; }
-  cat "$work/last.time" >>"$work/$name"
+  awk '{print $1, $2, $3 + $4}' "$work/last.time" >>"$work/$name"
 }
 # median NAME COLUMN: the median of a column of $work/NAME.
 median() { awk -v c="$2" '{print $c}' "$work/$1" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
@@ -94,15 +96,16 @@ echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 cat_null=$(median cat-null 1)
 cat_copy=$(median cat-copy 1)
 share() { # share LARGE SMALL: the dataset's share, its throughput and its ratios to the two cats
-  local s
+  local s c
   s=$(echo "$(median "$1" 1) - $(median "$2" 1)" | bc -l)
-  printf '%.2f s, %.0f MB/s, %.1fx cat >/dev/null, %.2fx cat > OUT' "$s" "$(echo "$mb / $s" | bc -l)" \
-    "$(echo "$s / $cat_null" | bc -l)" "$(echo "$s / $cat_copy" | bc -l)"
+  c=$(echo "$(median "$1" 3) - $(median "$2" 3)" | bc -l)
+  printf '%.2f s, %.0f MB/s, %.1fx cat >/dev/null, %.2fx cat > OUT; CPU %.2f s' "$s" "$(echo "$mb / $s" | bc -l)" \
+    "$(echo "$s / $cat_null" | bc -l)" "$(echo "$s / $cat_copy" | bc -l)" "$c"
 }
 mib() { echo "$(median "$1" 2) / 1024" | bc; }
 printf 'dataset                     %s MB, %s; medians of %s runs\n' "$mb" "$records" "$runs"
-printf 'cat FILE >/dev/null         %.2f s\n' "$cat_null"
-printf 'cat FILE > OUT              %.2f s\n' "$cat_copy"
+printf 'cat FILE >/dev/null         %.2f s, CPU %.2f s\n' "$cat_null" "$(median cat-null 3)"
+printf 'cat FILE > OUT              %.2f s, CPU %.2f s\n' "$cat_copy" "$(median cat-copy 3)"
 printf 'fake model, whole file      %.2f s, peak RSS %s MiB\n' "$(median fake-large 1)" "$(mib fake-large)"
 printf '                            (last run %s)\n' "$stages"
 printf 'fake model, first 1 MB      %.2f s, peak RSS %s MiB\n' "$(median fake-small 1)" "$(mib fake-small)"
