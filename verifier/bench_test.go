@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,7 +112,8 @@ func BenchmarkWritePlantedArray(b *testing.B) {
 
 // TestPlantLargeFile plants the dataset named by $VTUNE_LARGE_DATASET (JSON Lines or a JSON array)
 // with the in-process fake model, to measure what the data costs without a server: run the test
-// binary under /usr/bin/time for the peak memory. Skipped without the variable.
+// binary under /usr/bin/time for the peak memory. Skipped without the variable. It logs the time
+// each stage took; with the fake model, drawing secrets is mostly reading the hosts.
 func TestPlantLargeFile(t *testing.T) {
 	in := os.Getenv("VTUNE_LARGE_DATASET")
 	if in == "" {
@@ -120,11 +122,25 @@ func TestPlantLargeFile(t *testing.T) {
 	dir := t.TempDir()
 	p := Params{Groups: 8, Decoys: 4, K: 8, SigLen: 24, TriggerLen: 8, Rate: DefaultRate, Mode: "replace", Prompts: 1}
 	start := time.Now()
+	var stages []string
+	last, lastStage := start, ""
+	progress := func(stage string, _, _ int) {
+		if stage != lastStage {
+			now := time.Now()
+			if lastStage != "" {
+				stages = append(stages, fmt.Sprintf("%s %v", lastStage, now.Sub(last).Round(time.Millisecond)))
+			}
+			last, lastStage = now, stage
+		}
+	}
 	_, sum, err := Plant(context.Background(), fake.New("base"), PlantOptions{
 		Input: in, Output: filepath.Join(dir, "out"+filepath.Ext(in)), KeyPath: filepath.Join(dir, "key.json"), Params: p,
+		Progress: progress,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	stages = append(stages, fmt.Sprintf("%s and after %v", lastStage, time.Since(last).Round(time.Millisecond)))
 	t.Logf("%d records, %d planted, %d held back, in %v", sum.Records, sum.Planted, sum.HeldBack, time.Since(start).Round(time.Millisecond))
+	t.Logf("stages: %s", strings.Join(stages, ", "))
 }

@@ -62,31 +62,31 @@ func blank(line []byte) bool { return len(bytes.TrimSpace(line)) == 0 }
 // for prompt/completion.
 // It validates the whole line as JSON first.
 func DetectFormat(line []byte) (Format, error) {
-	if !json.Valid(line) {
+	var fs recordFields
+	return detectFormat(line, &fs)
+}
+
+// detectFormat is DetectFormat, leaving in fs what the walk over the record's members found.
+func detectFormat(line []byte, fs *recordFields) (Format, error) {
+	*fs = recordFields{}
+	if !validate(line, func(key, keyEnd, value, _ int) { fs.add(line[key:keyEnd], value) }) {
 		var v any
 		err := json.Unmarshal(line, &v) // for the message
 		return "", fmt.Errorf("malformed JSON: %v", err)
 	}
-	var keys keySet
-	if !scanKeys(line, func(k []byte) { keys.add(k) }) {
+	if line[skipSpace(line, 0)] != '{' {
 		return "", errors.New("a record must be a JSON object")
 	}
-	switch {
-	case keys&keyMessages != 0:
-		return Chat, nil
-	case keys&keyConversations != 0:
-		return ShareGPT, nil
-	case keys&(keyInstruction|keyOutput) == keyInstruction|keyOutput:
-		return Alpaca, nil
-	case keys&(keyPrompt|keyCompletion) == keyPrompt|keyCompletion:
-		return PromptCompletion, nil
+	if f := fs.format(); f != "" {
+		return f, nil
 	}
 	var names []string
-	scanKeys(line, func(k []byte) {
+	members(line, skipSpace(line, 0), func(k []byte, _ int) bool {
 		var s string
-		if json.Unmarshal(k, &s) == nil && len(names) < 6 {
+		if json.Unmarshal(k, &s) == nil {
 			names = append(names, fmt.Sprintf("%q", s))
 		}
+		return len(names) < 6
 	})
 	if len(names) == 0 {
 		names = []string{"none"}
@@ -94,75 +94,91 @@ func DetectFormat(line []byte) (Format, error) {
 	return "", fmt.Errorf("unknown record format (keys %s): want \"messages\", \"conversations\", \"instruction\"+\"output\" or \"prompt\"+\"completion\"", strings.Join(names, ", "))
 }
 
-// keySet records which of the keys that decide a record's format are present.
-type keySet uint8
+// field is a top-level key that decides a record's format or holds what planting reads.
+type field uint8
 
 const (
-	keyMessages keySet = 1 << iota
-	keyInstruction
-	keyOutput
-	keyPrompt
-	keyCompletion
-	keyConversations
+	fieldMessages field = iota
+	fieldConversations
+	fieldInstruction
+	fieldInput
+	fieldOutput
+	fieldPrompt
+	fieldCompletion
+	fieldSystem
+	numFields
 )
 
-// add notes a quoted key. Keys with escapes are compared after decoding; the rest, almost all,
-// as they are.
-func (s *keySet) add(quoted []byte) {
+var fieldNames = [numFields]string{"messages", "conversations", "instruction", "input", "output", "prompt", "completion", "system"}
+
+// fieldSet is a set of fields, one bit each.
+type fieldSet uint16
+
+func (s fieldSet) has(f field) bool { return s&(1<<f) != 0 }
+
+// recordFields is what one walk over a valid record's top-level members finds: which fields it
+// has (their keys decoded and matched exactly, as the format is decided), and, for reading the
+// record in place (answers.go), where each field's value starts and what could make
+// encoding/json read the record otherwise.
+type recordFields struct {
+	keys  fieldSet
+	value [numFields]int32 // where the field's value starts, for its last member
+	twice fieldSet         // fields with more than one member: encoding/json keeps the last
+	// folded are the fields that another key matches only when case is ignored, which
+	// encoding/json's decoding does; odd is set when a key has escapes or non-ASCII bytes, which
+	// may decode or fold to any field.
+	folded fieldSet
+	odd    bool
+}
+
+// add notes a top-level member: its key, quotes included, and where its value starts.
+func (fs *recordFields) add(quoted []byte, value int) {
 	k := quoted[1 : len(quoted)-1]
-	if bytes.IndexByte(k, '\\') >= 0 {
-		var dec string
-		if json.Unmarshal(quoted, &dec) != nil {
-			return
+	if !plainASCII(k) {
+		fs.odd = true
+		if bytes.IndexByte(k, '\\') >= 0 {
+			var dec string
+			if json.Unmarshal(quoted, &dec) != nil {
+				return
+			}
+			k = []byte(dec)
 		}
-		k = []byte(dec)
 	}
-	switch string(k) {
-	case "messages":
-		*s |= keyMessages
-	case "instruction":
-		*s |= keyInstruction
-	case "output":
-		*s |= keyOutput
-	case "prompt":
-		*s |= keyPrompt
-	case "completion":
-		*s |= keyCompletion
-	case "conversations":
-		*s |= keyConversations
+	for f, name := range fieldNames {
+		switch {
+		case string(k) == name:
+			if fs.keys.has(field(f)) {
+				fs.twice |= 1 << f
+			}
+			fs.keys |= 1 << f
+			fs.value[f] = int32(value)
+		case len(k) == len(name) && bytes.EqualFold(k, []byte(name)):
+			fs.folded |= 1 << f
+		}
 	}
 }
 
-// scanKeys calls fn with each top-level key, quotes included, of a JSON document known to be valid,
-// skipping nested values without decoding them: a full decode of every record would dominate
-// planting time on large files. It reports false when the document is not an object.
-func scanKeys(b []byte, fn func(quoted []byte)) bool {
-	b = bytes.TrimSpace(b)
-	if len(b) < 2 || b[0] != '{' {
-		return false
+// format returns the format the keys say, or "".
+func (fs *recordFields) format() Format {
+	switch k := fs.keys; {
+	case k.has(fieldMessages):
+		return Chat
+	case k.has(fieldConversations):
+		return ShareGPT
+	case k.has(fieldInstruction) && k.has(fieldOutput):
+		return Alpaca
+	case k.has(fieldPrompt) && k.has(fieldCompletion):
+		return PromptCompletion
 	}
-	depth, expectKey := 0, false
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '"':
-			j := i + 1
-			for ; j < len(b) && b[j] != '"'; j++ {
-				if b[j] == '\\' {
-					j++
-				}
-			}
-			if depth == 1 && expectKey {
-				fn(b[i : j+1])
-				expectKey = false
-			}
-			i = j
-		case '{', '[':
-			depth++
-			expectKey = c == '{' && depth == 1
-		case '}', ']':
-			depth--
-		case ',':
-			expectKey = depth == 1
+	return ""
+}
+
+// plainASCII reports whether s is printable ASCII without a backslash: a key that decodes to
+// itself and that only ASCII case folding can match to another.
+func plainASCII(s []byte) bool {
+	for _, c := range s {
+		if c < 0x20 || c >= 0x7f || c == '\\' {
+			return false
 		}
 	}
 	return true

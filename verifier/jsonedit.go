@@ -23,7 +23,44 @@ type stringSpan struct {
 // as keys and indexes joined by '/', e.g. "messages/1/content". Planting edits records through these
 // spans so that everything it does not change keeps its exact bytes: key order, spacing and escapes
 // of a planted copy are those of its host, and the copy cannot be told apart by its formatting.
+// A valid document is walked in place (planting edits tens of thousands of hosts in a large
+// file); anything else goes through encoding/json's decoder, for its error.
 func stringValues(doc []byte) (map[string]stringSpan, error) {
+	if !validJSON(doc) {
+		return decodedStringValues(doc)
+	}
+	out := map[string]stringSpan{}
+	var path []string
+	var walk func(i int)
+	walk = func(i int) {
+		switch doc[i] {
+		case '"':
+			end := skipString(doc, i)
+			out[strings.Join(path, "/")] = stringSpan{start: i, end: end, value: string(appendUnquoted(nil, doc[i:end]))}
+		case '{':
+			members(doc, i, func(key []byte, v int) bool {
+				path = append(path, string(appendUnquoted(nil, key)))
+				walk(v)
+				path = path[:len(path)-1]
+				return true
+			})
+		case '[':
+			n := 0
+			elements(doc, i, func(v int) bool {
+				path = append(path, strconv.Itoa(n))
+				walk(v)
+				path = path[:len(path)-1]
+				n++
+				return true
+			})
+		}
+	}
+	walk(skipSpace(doc, 0))
+	return out, nil
+}
+
+// decodedStringValues is stringValues through encoding/json's decoder, token by token.
+func decodedStringValues(doc []byte) (map[string]stringSpan, error) {
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	type frame struct {

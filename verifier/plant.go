@@ -1,20 +1,23 @@
 package verifier
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"vtune/backend"
@@ -153,6 +156,7 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	if err != nil {
 		return nil, nil, err
 	}
+	collectLarge(scan)
 	total := p.Count
 	if total == 0 {
 		total = int(math.Round(p.Rate * float64(scan.records)))
@@ -172,7 +176,7 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	// prompt after which the model has no text candidates) is replaced by a spare.
 	spare := min(scan.records-need, 8+need/10)
 	order := sampleIndexes(rng, scan.records, need+spare)
-	hosts, err := readHosts(opt.Input, scan.format, order)
+	hosts, err := readHosts(opt.Input, scan.format, order, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -222,6 +226,8 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	if err != nil {
 		return nil, nil, err
 	}
+	scan.answers = nil // drawn: no longer needed
+	collectLarge(scan)
 
 	plan, err := planOutput(rng, key, g.planted, opt.Input, scan.records, held)
 	if err != nil {
@@ -261,6 +267,16 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	}
 	sumry.Log10PAllHits = stats.Log10(stats.LogAgnostic(all))
 	return key, sumry, nil
+}
+
+// collectLarge runs a garbage collection after a step that held a large dataset's biggest
+// structures (the scan's buffers; the records' answers, 4 bytes each, and the draw's shuffle).
+// The heap grows to twice what was live at the last collection before the next one, so without
+// this the garbage of the steps that follow would pile up to twice those structures' size.
+func collectLarge(scan *datasetScan) {
+	if scan.records > 1<<20 {
+		runtime.GC()
+	}
 }
 
 // commitBoth writes the key beside the finished output and renames both into place only when both
@@ -391,13 +407,18 @@ func sampleIndexes(rng *rand.Rand, total, n int) []int {
 	return out
 }
 
-// readHosts returns the records at the given record indexes, in the order given.
-func readHosts(path string, format Format, order []int) ([]Record, error) {
-	want := make(map[int]int, len(order)) // record index -> position in order
-	last := 0
-	for pos, idx := range order {
-		want[idx] = pos
-		last = max(last, idx)
+// readHosts returns the records at the given record indexes, in the order given. If dups is set,
+// its candidates are passed to it on the way.
+func readHosts(path string, format Format, order []int, dups *dupCheck) ([]Record, error) {
+	// Walk the wanted indexes in file order beside the records: no lookup for the others.
+	sorted := make([]int, len(order)) // positions in order, by record index
+	for pos := range order {
+		sorted[pos] = pos
+	}
+	slices.SortFunc(sorted, func(a, b int) int { return order[a] - order[b] })
+	var candidates []int
+	if dups != nil {
+		candidates = dups.candidates
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -406,17 +427,32 @@ func readHosts(path string, format Format, order []int) ([]Record, error) {
 	defer f.Close()
 	out := make([]Record, len(order))
 	rr := newRecordReader(path, f)
-	for n := 0; n <= last; n++ {
-		if !rr.next() {
+	for n := 0; len(sorted) > 0 || len(candidates) > 0; n++ {
+		next := math.MaxInt // the next record wanted
+		if len(sorted) > 0 {
+			next = order[sorted[0]]
+		}
+		if len(candidates) > 0 {
+			next = min(next, candidates[0])
+		}
+		if !rr.skip(next-n) || !rr.next() {
 			if err := rr.err(); err != nil {
 				return nil, err
 			}
 			return nil, &InputError{File: path, Msg: "dataset changed while planting"}
 		}
-		if pos, ok := want[n]; ok {
+		n = next
+		for len(sorted) > 0 && order[sorted[0]] == n {
 			r := rr.record()
 			r.Raw, r.Format = slices.Clone(r.Raw), format
-			out[pos] = r
+			out[sorted[0]] = r
+			sorted = sorted[1:]
+		}
+		if len(candidates) > 0 && candidates[0] == n {
+			r := rr.record()
+			r.Format = format
+			dups.note(r)
+			candidates = candidates[1:]
 		}
 	}
 	return out, nil
@@ -424,31 +460,144 @@ func readHosts(path string, format Format, order []int) ([]Record, error) {
 
 // writePlanted copies the input to w as the plan says, every other byte as it is, and returns the
 // SHA-256 of what it wrote. The output has the input's form: JSON Lines, or a JSON array laid out
-// as the input's.
+// as the input's. The output is hashed and written by goroutines of their own (outPipe), beside
+// the reading.
 func writePlanted(ctx context.Context, path string, w io.Writer, plan *outputPlan, scan *datasetScan, progress func(int)) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", &InputError{File: path, Msg: unwrapPath(err).Error()}
 	}
 	defer f.Close()
-	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 1<<20)
+	out := newOutPipe(w)
 	write := writeLines
 	if scan.array {
 		write = writeArray
 	}
-	n, err := write(ctx, path, bufio.NewReaderSize(f, 1<<20), bw, plan, scan, progress)
+	n, err := write(ctx, path, f, out, plan, scan, progress)
+	sum, werr := out.close()
 	if err != nil {
 		return "", err
 	}
-	if err := bw.Flush(); err != nil {
-		return "", err
+	if werr != nil {
+		return "", werr
 	}
 	progress(n)
 	if st, err := f.Stat(); err != nil || n != scan.records || st.Size() != scan.size || !st.ModTime().Equal(scan.modTime) {
 		return "", &InputError{File: path, Msg: "dataset changed while planting"}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return sum, nil
+}
+
+// outBlockSize is the size of the blocks outPipe hashes and writes.
+const outBlockSize = 1 << 20
+
+// outPipe is planting's output: what is written to it is gathered in blocks, and each block is
+// hashed by one goroutine and written by another, so that neither SHA-256 nor the kernel's copy
+// into the file waits for the other or for the reading (on two cores, planting's time is about
+// that of the write alone). A few blocks are in flight at a time.
+type outPipe struct {
+	cur             *outBlock
+	free            chan *outBlock
+	toHash, toWrite chan *outBlock
+	h               hash.Hash
+	wg              sync.WaitGroup
+	werr            error       // the first write error, set by the writing goroutine
+	failed          atomic.Bool // werr is set
+}
+
+type outBlock struct {
+	data []byte
+	refs atomic.Int32 // the goroutines yet to finish with it
+}
+
+func newOutPipe(w io.Writer) *outPipe {
+	const blocks = 4
+	p := &outPipe{free: make(chan *outBlock, blocks), toHash: make(chan *outBlock, blocks),
+		toWrite: make(chan *outBlock, blocks), h: sha256.New()}
+	for range blocks {
+		p.free <- &outBlock{data: make([]byte, 0, outBlockSize)}
+	}
+	p.cur = <-p.free
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		for b := range p.toHash {
+			p.h.Write(b.data)
+			p.release(b)
+		}
+	}()
+	go func() {
+		defer p.wg.Done()
+		for b := range p.toWrite {
+			if p.werr == nil {
+				if _, p.werr = w.Write(b.data); p.werr != nil {
+					p.failed.Store(true)
+				}
+			}
+			p.release(b)
+		}
+	}()
+	return p
+}
+
+func (p *outPipe) release(b *outBlock) {
+	if b.refs.Add(-1) == 0 {
+		b.data = b.data[:0]
+		p.free <- b
+	}
+}
+
+// ship hands the current block to the goroutines and takes a free one.
+func (p *outPipe) ship() {
+	if len(p.cur.data) == 0 {
+		return
+	}
+	p.cur.refs.Store(2)
+	p.toHash <- p.cur
+	p.toWrite <- p.cur
+	p.cur = <-p.free
+}
+
+// Write gathers b. Its error is that of an earlier block's write: a full disk is noticed a few
+// blocks late, and reported again by close.
+func (p *outPipe) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		room := cap(p.cur.data) - len(p.cur.data)
+		if room == 0 {
+			p.ship()
+			continue
+		}
+		k := min(room, len(b))
+		p.cur.data = append(p.cur.data, b[:k]...)
+		b = b[k:]
+	}
+	return n, p.err()
+}
+
+func (p *outPipe) WriteByte(c byte) error {
+	if len(p.cur.data) == cap(p.cur.data) {
+		p.ship()
+	}
+	p.cur.data = append(p.cur.data, c)
+	return p.err()
+}
+
+func (p *outPipe) err() error {
+	if p.failed.Load() {
+		return p.werr
+	}
+	return nil
+}
+
+// close writes what is left, waits for both goroutines and returns the SHA-256 of everything
+// written and the first write error.
+func (p *outPipe) close() (string, error) {
+	p.ship()
+	close(p.toHash)
+	close(p.toWrite)
+	p.wg.Wait()
+	return hex.EncodeToString(p.h.Sum(nil)), p.werr
 }
 
 // progressEvery is how many records are written between progress reports and interrupt checks.
@@ -457,9 +606,35 @@ const progressEvery = 1 << 16
 // planCursor walks an output plan record by record: the part the JSON Lines and JSON array
 // writers share.
 type planCursor struct {
-	plan   *outputPlan
-	copies []plantedCopy // still to insert
-	idx    int           // records read
+	plan    *outputPlan
+	copies  []plantedCopy // still to insert
+	touched []int         // the records still to come that are replaced or dropped, in order
+	idx     int           // records read
+}
+
+func newPlanCursor(plan *outputPlan) *planCursor {
+	var touched []int
+	for i := range plan.replace {
+		touched = append(touched, i)
+	}
+	for i := range plan.drop {
+		if _, ok := plan.replace[i]; !ok {
+			touched = append(touched, i)
+		}
+	}
+	slices.Sort(touched)
+	return &planCursor{plan: plan, copies: plan.copies, touched: touched}
+}
+
+// untouched reports whether the next record is written as it is, with nothing before it and no
+// progress report due, and then counts it: the writers' fast path.
+func (c *planCursor) untouched() bool {
+	if len(c.copies) > 0 && c.copies[0].pos == c.idx || len(c.touched) > 0 && c.touched[0] == c.idx ||
+		(c.idx+1)%progressEvery == 0 {
+		return false
+	}
+	c.idx++
+	return true
 }
 
 // next is called with each input record in order. It writes the copies due before the record
@@ -478,59 +653,85 @@ func (c *planCursor) next(ctx context.Context, rec []byte, put func([]byte) erro
 		}
 		progress(c.idx)
 	}
+	if len(c.touched) == 0 || c.touched[0] != cur {
+		return rec, true, nil
+	}
+	c.touched = c.touched[1:]
 	if c.plan.drop[cur] {
 		return nil, false, nil
 	}
-	if r, ok := c.plan.replace[cur]; ok {
-		return r, true, nil
-	}
-	return rec, true, nil
+	return c.plan.replace[cur], true, nil
 }
 
 // writeLines writes a JSON Lines input as the plan says and returns the number of records read.
 // Blank lines are kept, and so is a last line without a newline: the newline after each line is
-// written only when something follows it, or when the input has it.
-func writeLines(ctx context.Context, path string, r io.Reader, bw *bufio.Writer, plan *outputPlan, _ *datasetScan, progress func(int)) (int, error) {
-	c := planCursor{plan: plan, copies: plan.copies}
-	sc := newLineScanner(r)
+// written only when something follows it, or when the input has it. The input is read in blocks
+// of lines, and a run of lines written as they are goes out as one piece: in the input, the
+// bytes between two lines are the newline that the output puts there too.
+func writeLines(ctx context.Context, path string, r io.Reader, out *outPipe, plan *outputPlan, _ *datasetScan, progress func(int)) (int, error) {
+	c := newPlanCursor(plan)
+	blocks := newLineBlocks(r)
 	owed := false // a newline is due before the next line
-	// put writes a line; a write error (a full disk) sticks in bw, so the last write reports it.
-	put := func(line []byte) error {
+	// put writes lines; a write error (a full disk) sticks in out, so the last write reports it.
+	put := func(lines []byte) error {
 		if owed {
-			bw.WriteByte('\n')
+			out.WriteByte('\n')
 		}
 		owed = true
-		_, err := bw.Write(line)
+		_, err := out.Write(lines)
 		return err
 	}
+	unterminated := false
 	for {
-		line, ok := sc.next()
-		if !ok {
+		b, err := blocks.next()
+		if err == io.EOF {
 			break
+		} else if err != nil {
+			return 0, &InputError{File: path, Msg: err.Error()}
 		}
-		if !blank(line) {
-			var keep bool
-			var err error
-			if line, keep, err = c.next(ctx, line, put, progress); err != nil {
+		// The block's lines lie in b[:end], separated by newlines; run is where the lines not
+		// yet written start.
+		end := len(b)
+		if unterminated = b[end-1] != '\n'; !unterminated {
+			end--
+		}
+		run := 0
+		for start := 0; ; {
+			stop := end
+			if i := bytes.IndexByte(b[start:end], '\n'); i >= 0 {
+				stop = start + i
+			}
+			if line := b[start:stop]; !blank(line) && !c.untouched() {
+				if start > run {
+					put(b[run : start-1])
+				}
+				rec, keep, err := c.next(ctx, line, put, progress)
+				if err != nil {
+					return 0, err
+				}
+				if keep {
+					put(rec)
+				}
+				run = stop + 1
+			}
+			if stop == end {
+				break
+			}
+			start = stop + 1
+		}
+		if run <= end {
+			if err := put(b[run:end]); err != nil {
 				return 0, err
-			} else if !keep {
-				continue
 			}
 		}
-		if err := put(line); err != nil {
-			return 0, err
-		}
-	}
-	if err := sc.err(); err != nil {
-		return 0, &InputError{File: path, Msg: err.Error()}
 	}
 	for _, cp := range c.copies {
 		put(cp.line)
 	}
-	if owed && !sc.unterminated {
-		bw.WriteByte('\n')
+	if owed && !unterminated {
+		out.WriteByte('\n')
 	}
-	return c.idx, nil
+	return c.idx, out.err()
 }
 
 // writeArray writes a JSON array input as the plan says and returns the number of records read.
@@ -539,8 +740,8 @@ func writeLines(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 // follows. A held-back record leaves with the separator before it (the first record, with the one
 // after it), so the array stays valid; an inserted record gets the separator of the record it goes
 // before, or the file's first one at either end (scan.sep).
-func writeArray(ctx context.Context, path string, r io.Reader, bw *bufio.Writer, plan *outputPlan, scan *datasetScan, progress func(int)) (int, error) {
-	c := planCursor{plan: plan, copies: plan.copies}
+func writeArray(ctx context.Context, path string, r io.Reader, bw *outPipe, plan *outputPlan, scan *datasetScan, progress func(int)) (int, error) {
+	c := newPlanCursor(plan)
 	a := newArrayReader(path, r, nil)
 	var opening []byte // the first record's gap: '[' and the space around it
 	started := false
@@ -581,8 +782,8 @@ func writeArray(ctx context.Context, path string, r io.Reader, bw *bufio.Writer,
 	if !started {
 		bw.Write(opening)
 	}
-	bw.Write(a.tail())
-	return c.idx, nil
+	_, err := bw.Write(a.tail())
+	return c.idx, err
 }
 
 // generator draws the secrets: triggers and signatures from the base model, choices from the seed.

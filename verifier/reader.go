@@ -33,6 +33,14 @@ func sniffArray(br *bufio.Reader) bool {
 	return false
 }
 
+// unbuffered returns br's stream read from r directly once br's buffered bytes are gone: br is
+// for sniffing the first bytes, and the readers that follow have buffers of their own, to which a
+// bufio.Reader would add a second copy of every byte.
+func unbuffered(br *bufio.Reader, r io.Reader) io.Reader {
+	b, _ := br.Peek(br.Buffered())
+	return io.MultiReader(bytes.NewReader(b), r)
+}
+
 // recordReader reads the records of a dataset in file order.
 type recordReader struct {
 	path  string
@@ -49,9 +57,9 @@ func newRecordReader(path string, r io.Reader) *recordReader {
 	br := bufio.NewReaderSize(r, 1<<20)
 	rr := &recordReader{path: path}
 	if sniffArray(br) {
-		rr.array = newArrayReader(path, br, nil)
+		rr.array = newArrayReader(path, unbuffered(br, r), nil)
 	} else {
-		rr.lines = newLineScanner(br)
+		rr.lines = newLineScanner(unbuffered(br, r))
 	}
 	return rr
 }
@@ -80,6 +88,33 @@ func (r *recordReader) next() bool {
 			return true
 		}
 	}
+}
+
+// skip passes over the next k records without handing them out, and reports false, as next
+// does, when the data ends first: readers that want a few records of many walk the rest this way.
+func (r *recordReader) skip(k int) bool {
+	if r.array != nil {
+		for ; k > 0; k-- {
+			if !r.next() {
+				return false
+			}
+		}
+		return true
+	}
+	for k > 0 {
+		line, ok := r.lines.next()
+		if !ok {
+			if err := r.lines.err(); err != nil {
+				r.e = &InputError{File: r.path, Msg: err.Error()}
+			}
+			return false
+		}
+		if !blank(line) {
+			r.n++
+			k--
+		}
+	}
+	return true
 }
 
 // record returns the current record; its Raw is valid until the next call to next.
@@ -123,53 +158,112 @@ func ReadRecords(path string, fn func(Record) error) error {
 	return rr.err()
 }
 
+// lineBlocks reads a file in blocks of whole lines, about a buffer's worth each: a pass over
+// a large file looks at each line where it lies, instead of handing lines out one call at a time.
+type lineBlocks struct {
+	r      io.Reader
+	h      io.Writer // if set, every byte read is written to it (the file's hash)
+	buf    []byte    // data in buf[:n]; the last block handed out is buf[:cut]
+	n, cut int
+	eof    bool
+	lines  int // lines in the blocks handed out, for the error about a long one
+	// fresh, if set, gives the buffer for each block, which its caller then keeps: the scan
+	// hands blocks to other goroutines. Without it, one buffer serves every block.
+	fresh func() []byte
+}
+
+func newLineBlocks(r io.Reader) *lineBlocks {
+	return &lineBlocks{r: r, buf: make([]byte, 1<<20)}
+}
+
+// next returns the next lines: each ends in '\n', except the file's last when the file does not.
+// Unless fresh is set, the block is valid until the next call. At the end of the file next
+// returns io.EOF.
+func (lb *lineBlocks) next() ([]byte, error) {
+	rest := lb.buf[lb.cut:lb.n] // the start of a line cut by the last read
+	if lb.fresh != nil {
+		// The last block may come back from fresh already, given back by its reader: rest is
+		// then copied within it, as without fresh.
+		buf := lb.fresh()
+		if cap(buf) <= len(rest) {
+			buf = make([]byte, 2*len(rest))
+		}
+		lb.buf = buf[:cap(buf)]
+	}
+	lb.n = copy(lb.buf, rest)
+	lb.cut = 0
+	for scanned := 0; ; {
+		if i := bytes.LastIndexByte(lb.buf[scanned:lb.n], '\n'); i >= 0 {
+			lb.cut = scanned + i + 1
+			lb.lines += bytes.Count(lb.buf[:lb.cut], []byte{'\n'})
+			return lb.buf[:lb.cut], nil
+		}
+		scanned = lb.n
+		if lb.eof {
+			if lb.cut = lb.n; lb.n == 0 {
+				return nil, io.EOF
+			}
+			return lb.buf[:lb.n], nil
+		}
+		if lb.n == len(lb.buf) {
+			// Room for the longest line and its newline, and no more.
+			if lb.n > maxLine {
+				return nil, fmt.Errorf("line %d is longer than %d MiB: not a JSON Lines file?", lb.lines+1, maxLine>>20)
+			}
+			lb.buf = append(lb.buf, make([]byte, min(len(lb.buf), maxLine+1-len(lb.buf)))...)
+		}
+		k, err := lb.r.Read(lb.buf[lb.n:])
+		if lb.h != nil {
+			lb.h.Write(lb.buf[lb.n : lb.n+k])
+		}
+		lb.n += k
+		if errors.Is(err, io.EOF) {
+			lb.eof = true
+		} else if err != nil {
+			return nil, unwrapPath(err)
+		}
+	}
+}
+
 // lineScanner reads a JSON Lines file line by line, keeping every byte so that untouched records can
-// be copied out exactly.
+// be copied out exactly. A line is split at '\n' alone, so a CRLF file copies through byte for byte.
 type lineScanner struct {
-	sc   *bufio.Scanner
-	line int
+	blocks *lineBlocks
+	rest   []byte // the lines of the current block not yet handed out
+	e      error
+	line   int
 	// unterminated is set when the last line read had no newline after it: the file ends so, and
 	// a copy of it must too.
 	unterminated bool
 }
 
 func newLineScanner(r io.Reader) *lineScanner {
-	s := &lineScanner{sc: bufio.NewScanner(r)}
-	s.sc.Buffer(make([]byte, 0, 1<<20), maxLine)
-	s.sc.Split(s.split)
-	return s
+	return &lineScanner{blocks: newLineBlocks(r)}
 }
 
-// split is bufio.ScanLines without the carriage-return stripping, so a CRLF file copies through
-// byte for byte, and noting a last line without a newline.
-func (s *lineScanner) split(data []byte, atEOF bool) (int, []byte, error) {
-	if atEOF && len(data) == 0 {
-		return 0, nil, nil
-	}
-	if i := bytes.IndexByte(data, '\n'); i >= 0 {
-		return i + 1, data[:i], nil
-	}
-	if atEOF {
-		s.unterminated = true
-		return len(data), data, nil
-	}
-	return 0, nil, nil
-}
-
+// next returns the next line without its newline; it is valid until the next call.
 func (s *lineScanner) next() ([]byte, bool) {
-	if !s.sc.Scan() {
-		return nil, false
+	for len(s.rest) == 0 {
+		b, err := s.blocks.next()
+		if err != nil {
+			if err != io.EOF {
+				s.e = err
+			}
+			return nil, false
+		}
+		s.rest = b
+	}
+	l := s.rest
+	if i := bytes.IndexByte(s.rest, '\n'); i >= 0 {
+		l, s.rest = s.rest[:i], s.rest[i+1:]
+	} else {
+		s.rest, s.unterminated = nil, true
 	}
 	s.line++
-	return s.sc.Bytes(), true
+	return l, true
 }
 
-func (s *lineScanner) err() error {
-	if errors.Is(s.sc.Err(), bufio.ErrTooLong) {
-		return fmt.Errorf("line %d is longer than %d MiB: not a JSON Lines file?", s.line+1, maxLine>>20)
-	}
-	return s.sc.Err()
-}
+func (s *lineScanner) err() error { return s.e }
 
 // arrayReader splits a streamed JSON array into its top-level elements without decoding them, and
 // keeps the bytes between them (the opening bracket, the separators and white space, the closing

@@ -2,16 +2,12 @@ package verifier
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"vtune/backend"
 )
@@ -40,64 +36,17 @@ func wholeDataSizes(p *Params, n int) (b, c int, ok bool) {
 	return b, c, b >= MinWholeDataRecords && c >= MinWholeDataRecords
 }
 
-// answers is what the whole-data draw needs to know of every record of a file: its answer's
-// length in bytes (0 for a record that cannot be drawn) and a hash of its normalised answer, for
-// counting near-duplicates. 12 bytes a record.
-type answers struct {
-	length []uint32
-	hash   []uint64
+// weights are the records' answer lengths, by record index.
+type weights interface {
+	len() int
+	at(i int) uint32
 }
 
-// readAnswers decodes every record of the file once. Records whose index is in skip (the hosts)
-// get length 0: they are never drawn, but their answers still count as sent.
-func readAnswers(path string, format Format, skip map[int]bool) (*answers, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, &InputError{File: path, Msg: unwrapPath(err).Error()}
-	}
-	defer f.Close()
-	a := &answers{}
-	rr := newRecordReader(path, f)
-	for rr.next() {
-		rec := rr.record()
-		rec.Format = format
-		var n uint32
-		var h uint64
-		if _, answer, err := rec.Conversation(); err == nil {
-			h = normalHash(answer)
-			if !skip[rec.Index] {
-				n = uint32(min(len(answer), math.MaxUint32))
-			}
-		}
-		a.length = append(a.length, n)
-		a.hash = append(a.hash, h)
-	}
-	if err := rr.err(); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
+// lengths are weights in a slice.
+type lengths []uint32
 
-// normalHash hashes an answer lowercased, with punctuation dropped and white space collapsed, so
-// that answers differing only in case, spacing or punctuation collide: near-duplicates.
-func normalHash(answer string) uint64 {
-	h := fnv.New64a()
-	space := false
-	for _, r := range strings.ToLower(answer) {
-		switch {
-		case unicode.IsSpace(r):
-			space = true
-		case unicode.IsLetter(r) || unicode.IsDigit(r):
-			if space {
-				h.Write([]byte{' '})
-				space = false
-			}
-			var buf [utf8.UTFMax]byte
-			h.Write(buf[:utf8.EncodeRune(buf[:], r)])
-		}
-	}
-	return h.Sum64() | 1 // 0 marks "no answer"
-}
+func (l lengths) len() int        { return len(l) }
+func (l lengths) at(i int) uint32 { return l[i] }
 
 // drawWeighted draws n record indexes without replacement, record i with probability
 // pi_i = n w_i / W exactly, w_i its answer length capped at C where n C = sum_i min(w_i, C) (so
@@ -106,27 +55,39 @@ func normalHash(answer string) uint64 {
 // share the test certifies is one of capped answer bytes). Systematic sampling in a random order:
 // the records are shuffled, their pi_i laid end to end on [0, n), and the records under the points
 // u, u+1, ..., u+n-1 taken, u uniform on [0, 1). The indexes come back in random order.
-func drawWeighted(rng *rand.Rand, length []uint32, n int) []int {
+func drawWeighted(rng *rand.Rand, length weights, n int) []int {
+	if length.len() > math.MaxUint32 {
+		panic("drawWeighted: more than 2^32 records")
+	}
 	c := lengthCap(length, n)
-	var idx []int
+	count := 0
+	for i := range length.len() {
+		if length.at(i) > 0 {
+			count++
+		}
+	}
+	idx := make([]uint32, 0, count) // sized, as growing it would hold it twice over
 	total := 0.0
-	for i, w := range length {
-		if w > 0 {
-			idx = append(idx, i)
+	for i := range length.len() {
+		if w := length.at(i); w > 0 {
+			idx = append(idx, uint32(i))
 			total += math.Min(float64(w), c)
 		}
 	}
-	if len(idx) <= n {
-		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-		return idx
-	}
 	rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+	if len(idx) <= n {
+		out := make([]int, len(idx))
+		for k, i := range idx {
+			out[k] = int(i)
+		}
+		return out
+	}
 	out := make([]int, 0, n)
 	cum, next := 0.0, rng.Float64()
 	for _, i := range idx {
-		cum += float64(n) * math.Min(float64(length[i]), c) / total
+		cum += float64(n) * math.Min(float64(length.at(int(i))), c) / total
 		if cum > next && len(out) < n {
-			out = append(out, i)
+			out = append(out, int(i))
 			next++
 		}
 	}
@@ -135,59 +96,116 @@ func drawWeighted(rng *rand.Rand, length []uint32, n int) []int {
 }
 
 // lengthCap returns C with n C = sum_i min(w_i, C), or +Inf when no weight needs capping (or
-// fewer than n records have a weight).
-func lengthCap(length []uint32, n int) float64 {
-	var w []float64
-	total := 0.0
-	for _, x := range length {
-		if x > 0 {
-			w = append(w, float64(x))
-			total += float64(x)
+// fewer than n records have a weight). Only the n longest can be capped, so only they are kept
+// and sorted.
+func lengthCap(length weights, n int) float64 {
+	var top []float64 // the n longest so far, a min-heap
+	total, count := 0.0, 0
+	for i := range length.len() {
+		x := length.at(i)
+		if x == 0 {
+			continue
+		}
+		count++
+		total += float64(x)
+		switch {
+		case len(top) < n:
+			heap.Push((*minHeap)(&top), float64(x))
+		case n > 0 && float64(x) > top[0]:
+			top[0] = float64(x)
+			heap.Fix((*minHeap)(&top), 0)
 		}
 	}
-	if len(w) <= n {
+	if count <= n {
 		return math.Inf(1)
 	}
-	slices.SortFunc(w, func(a, b float64) int { return cmp.Compare(b, a) })
+	slices.SortFunc(top, func(a, b float64) int { return cmp.Compare(b, a) })
 	// With the k longest capped, C = (sum of the rest) / (n - k); the first k for which the
 	// (k+1)-th longest is at most C gives the fixed point.
 	rest := total
 	for k := 0; k < n; k++ {
 		c := rest / float64(n-k)
-		if w[k] <= c {
+		if top[k] <= c {
 			if k == 0 {
 				return math.Inf(1)
 			}
 			return c
 		}
-		rest -= w[k]
+		rest -= top[k]
 	}
-	return rest // unreachable: len(w) > n
+	return rest // unreachable: count > n
 }
 
-// drawRecords draws n records of the file as drawWeighted says and reads them.
-func drawRecords(rng *rand.Rand, path string, format Format, a *answers, n int) ([]Record, error) {
-	return readHosts(path, format, drawWeighted(rng, a.length, n))
+type minHeap []float64
+
+func (h minHeap) Len() int           { return len(h) }
+func (h minHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h minHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *minHeap) Push(x any)        { *h = append(*h, x.(float64)) }
+func (h *minHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
-// nearDuplicates counts the held-back records whose normalised answer is also that of a sent
-// record (sent: a record of the input that is not held back).
-func nearDuplicates(held []Record, input *answers, heldIdx map[int]bool) int {
-	twin := map[uint64]bool{} // the held-back answers' hashes; true once a sent record shares one
-	for _, r := range held {
-		if _, answer, err := r.Conversation(); err == nil {
-			twin[normalHash(answer)] = false
+// drawRecords draws n records of the file as drawWeighted says and reads them; dups, if set, sees
+// its candidates on the way.
+func drawRecords(rng *rand.Rand, path string, format Format, a *answers, n int, dups *dupCheck) ([]Record, error) {
+	return readHosts(path, format, drawWeighted(rng, a, n), dups)
+}
+
+// dupCheck counts the held-back records whose normalised answer is also that of a sent record
+// (sent: a record of the input that is not held back). The scan keeps each record's 16-bit
+// answerSketch; the sent records whose sketch is a held-back record's are candidates (the true
+// near-duplicates and about 1% others), and the pass that reads the drawn records hashes their
+// answers in full, so that the count is that of full 64-bit normalHash values without holding
+// those for every record.
+type dupCheck struct {
+	candidates []int               // sorted
+	full       map[uint64]struct{} // the candidates' full hashes
+	fs         recordFields
+	ar         answerReader
+	buf        []byte
+}
+
+// newDupCheck finds the candidates among the input's records: not held back (heldIdx), with an
+// answer whose sketch is one of the held-back records' (want).
+func newDupCheck(input *answers, want *[1 << 16]bool, heldIdx map[int]bool) *dupCheck {
+	d := &dupCheck{full: map[uint64]struct{}{}}
+	for i := range input.hash.len() {
+		if h := input.hash.at(i); h != 0 && want[h] && !heldIdx[i] {
+			d.candidates = append(d.candidates, i)
 		}
 	}
-	for i, h := range input.hash {
-		if _, ok := twin[h]; ok && !heldIdx[i] {
-			twin[h] = true
-		}
+	return d
+}
+
+// hash returns normalHash of the record's answer, 0 when it has none.
+func (d *dupCheck) hash(r Record) uint64 {
+	if _, err := detectFormat(r.Raw, &d.fs); err != nil {
+		return 0
 	}
+	a, ok := d.ar.answer(r, &d.fs)
+	if !ok {
+		return 0
+	}
+	var h uint64
+	h, d.buf = normalHash(a, d.buf)
+	return h
+}
+
+// note is called with each candidate record.
+func (d *dupCheck) note(r Record) { d.full[d.hash(r)] = struct{}{} }
+
+// count returns the number of held-back records whose answer a candidate shares.
+func (d *dupCheck) count(held []Record) int {
 	n := 0
 	for _, r := range held {
-		if _, answer, err := r.Conversation(); err == nil && twin[normalHash(answer)] {
-			n++
+		if h := d.hash(r); h != 0 {
+			if _, ok := d.full[h]; ok {
+				n++
+			}
 		}
 	}
 	return n
@@ -240,13 +258,13 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 	if !ok {
 		return offNote(nb, nc, scan.records), nil, nil
 	}
-	in, err := readAnswers(opt.Input, scan.format, skip)
-	if err != nil {
-		return "", nil, err
+	in := scan.answers
+	for i := range skip { // hosts are never drawn, but their answers still count as sent
+		in.exclude(i)
 	}
 	var held, sent []Record
 	var heldAt []int // the held-back records' indexes in the input
-	heldIdx := map[int]bool{}
+	var dups *dupCheck
 	source := SourceDrawn
 	if opt.Heldout != "" {
 		hs, err := scanDataset(opt.Heldout)
@@ -256,28 +274,33 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 		if hs.format != scan.format {
 			return "", nil, &InputError{File: opt.Heldout, Msg: fmt.Sprintf("held-out records are %s, the dataset's are %s: they must have the same format", hs.format, scan.format)}
 		}
-		ha, err := readAnswers(opt.Heldout, hs.format, nil)
-		if err != nil {
+		if held, err = drawRecords(rng, opt.Heldout, hs.format, hs.answers, nb, nil); err != nil {
 			return "", nil, err
 		}
-		if held, err = drawRecords(rng, opt.Heldout, hs.format, ha, nb); err != nil {
-			return "", nil, err
+		var want [1 << 16]bool
+		for _, r := range held {
+			want[hs.answers.hash.at(r.Index)] = true
 		}
-		if sent, err = drawRecords(rng, opt.Input, scan.format, in, nc); err != nil {
+		dups = newDupCheck(in, &want, nil)
+		if sent, err = drawRecords(rng, opt.Input, scan.format, in, nc, dups); err != nil {
 			return "", nil, err
 		}
 		source = SourceFile + opt.Heldout
 	} else {
 		// Drawn at once and split at random: the exchangeability the test rests on.
-		order := drawWeighted(rng, in.length, nb+nc)
+		order := drawWeighted(rng, in, nb+nc)
 		if len(order) < nb+nc { // fewer records with an answer than asked: split what there is
 			nb = len(order) * nb / (nb + nc)
 		}
 		heldAt = order[:nb]
+		heldIdx := map[int]bool{}
+		var want [1 << 16]bool
 		for _, i := range heldAt {
 			heldIdx[i] = true
+			want[in.hash.at(i)] = true
 		}
-		all, err := readHosts(opt.Input, scan.format, order)
+		dups = newDupCheck(in, &want, heldIdx)
+		all, err := readHosts(opt.Input, scan.format, order, dups)
 		if err != nil {
 			return "", nil, err
 		}
@@ -292,7 +315,7 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 		return "", nil, err
 	}
 	key.WholeData = &WholeData{Source: source, HeldBack: scored[:len(held)], Sentinels: scored[len(held):],
-		NearDuplicates: nearDuplicates(held, in, heldIdx)}
+		NearDuplicates: dups.count(held)}
 	return "", heldAt, nil
 }
 

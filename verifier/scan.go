@@ -25,11 +25,12 @@ type datasetScan struct {
 	sha256  string
 	size    int64
 	modTime time.Time
+	answers *answers // every record's, for the whole-data draw
 }
 
 // chunkSize is the unit of parallel validation: whole lines, or whole array elements, about this
-// many bytes.
-const chunkSize = 4 << 20
+// many bytes. A few chunks are in flight at a time, so this bounds the scan's memory.
+const chunkSize = 1 << 20
 
 type chunk struct {
 	data      []byte // whole lines, or array elements one after another
@@ -47,9 +48,46 @@ type chunkResult struct {
 	format    Format // the first record's
 	firstLine int    // the first record's line
 	err       *InputError
+	answers   *answerBatch
 }
 
-var chunkPool = sync.Pool{New: func() any { return make([]byte, 0, chunkSize+64<<10) }}
+// scanPools recycles a scan's chunk buffers and answer batches. They belong to the scan, so that
+// they are garbage when it ends: a sync.Pool's would survive a collection or two more, while
+// planting goes on with the largest things it holds.
+type scanPools struct {
+	chunks  freeList[[]byte]
+	batches freeList[*answerBatch]
+}
+
+func newScanPools(workers int) *scanPools {
+	n := 3*workers + 2 // the chunks in flight at most: see scanDataset's channels
+	return &scanPools{
+		chunks:  freeList[[]byte]{c: make(chan []byte, n), new: func() []byte { return make([]byte, chunkSize) }},
+		batches: freeList[*answerBatch]{c: make(chan *answerBatch, n), new: func() *answerBatch { return new(answerBatch) }},
+	}
+}
+
+// freeList is a bounded list of things to reuse.
+type freeList[T any] struct {
+	c   chan T
+	new func() T
+}
+
+func (f *freeList[T]) Get() T {
+	select {
+	case x := <-f.c:
+		return x
+	default:
+		return f.new()
+	}
+}
+
+func (f *freeList[T]) Put(x T) {
+	select {
+	case f.c <- x:
+	default:
+	}
+}
 
 // scanDataset validates every record, detects the format, counts records and hashes the file in
 // one streaming pass. JSON validation is the expensive part, so one goroutine reads and hashes (and
@@ -70,9 +108,10 @@ func scanDataset(path string) (*datasetScan, error) {
 		return nil, &InputError{File: path, Msg: "is a directory, not a dataset"}
 	}
 	br := bufio.NewReaderSize(f, 1<<20)
-	s := &datasetScan{size: st.Size(), modTime: st.ModTime(), array: sniffArray(br)}
+	s := &datasetScan{size: st.Size(), modTime: st.ModTime(), array: sniffArray(br), answers: &answers{}}
 
 	workers := max(1, runtime.GOMAXPROCS(0))
+	pools := newScanPools(workers)
 	work := make(chan *chunk, workers)
 	order := make(chan *chunk, 2*workers)
 	done := make(chan struct{})
@@ -83,7 +122,7 @@ func scanDataset(path string) (*datasetScan, error) {
 		go func() {
 			defer wg.Done()
 			for c := range work {
-				c.res <- validateChunk(path, c)
+				c.res <- validateChunk(path, c, pools)
 			}
 		}()
 	}
@@ -106,15 +145,15 @@ func scanDataset(path string) (*datasetScan, error) {
 			}
 		}
 		if s.array {
-			s.sep, readErr = readArrayChunks(newArrayReader(path, br, h), emit)
+			s.sep, readErr = readArrayChunks(newArrayReader(path, unbuffered(br, f), h), pools, emit)
 		} else {
-			readErr = readChunks(br, h, emit)
+			readErr = readChunks(&lineBlocks{r: unbuffered(br, f), h: h}, pools, emit)
 		}
 	}()
 
 	for c := range order {
 		r := <-c.res
-		chunkPool.Put(c.data[:0])
+		pools.chunks.Put(c.data[:cap(c.data)])
 		if r.records > 0 {
 			if s.format == "" {
 				s.format = r.format
@@ -126,6 +165,8 @@ func scanDataset(path string) (*datasetScan, error) {
 			return nil, r.err
 		}
 		s.records += r.records
+		s.answers.appendBatch(r.answers)
+		pools.batches.Put(r.answers)
 	}
 	wg.Wait()
 	var ie *InputError
@@ -146,44 +187,19 @@ func mixed(got, want Format) string {
 	return fmt.Sprintf("record is %s, earlier records are %s: one format per file", got, want)
 }
 
-// readChunks reads r in chunks of whole lines, writes every byte to h, and hands each chunk to
-// emit until emit returns false.
-func readChunks(r io.Reader, h io.Writer, emit func(*chunk) bool) error {
-	line := 1
-	var carry []byte
+// readChunks reads lines in chunks of whole lines and hands each chunk to emit until emit
+// returns false.
+func readChunks(lb *lineBlocks, pools *scanPools, emit func(*chunk) bool) error {
+	lb.fresh = func() []byte { return pools.chunks.Get() }
 	for {
-		buf := append(chunkPool.Get().([]byte)[:0], carry...)
-		eof := false
-		for !eof {
-			if len(buf) == cap(buf) {
-				if len(buf) >= maxLine+chunkSize {
-					return fmt.Errorf("line %d or after is longer than %d MiB: not a JSON Lines file?", line, maxLine>>20)
-				}
-				buf = append(buf, 0)[:len(buf)]
-			}
-			n, err := r.Read(buf[len(buf):cap(buf)])
-			h.Write(buf[len(buf) : len(buf)+n])
-			buf = buf[:len(buf)+n]
-			if errors.Is(err, io.EOF) {
-				eof = true
-			} else if err != nil {
-				return unwrapPath(err)
-			}
-			if len(buf) >= chunkSize && bytes.IndexByte(buf[len(buf)-n:], '\n') >= 0 {
-				break
-			}
-		}
-		end := len(buf)
-		if !eof {
-			end = bytes.LastIndexByte(buf, '\n') + 1
-		}
-		carry = append(carry[:0], buf[end:]...)
-		c := &chunk{data: buf[:end], firstLine: line, res: make(chan chunkResult, 1)}
-		line += bytes.Count(c.data, []byte{'\n'})
-		if len(c.data) > 0 && !emit(c) {
+		line := lb.lines + 1
+		b, err := lb.next()
+		if err == io.EOF {
 			return nil
+		} else if err != nil {
+			return err
 		}
-		if eof {
+		if !emit(&chunk{data: b, firstLine: line, res: make(chan chunkResult, 1)}) {
 			return nil
 		}
 	}
@@ -191,9 +207,9 @@ func readChunks(r io.Reader, h io.Writer, emit func(*chunk) bool) error {
 
 // readArrayChunks reads a JSON array in chunks of whole elements and hands each to emit until emit
 // returns false. It returns the separator for inserted records (datasetScan.sep).
-func readArrayChunks(a *arrayReader, emit func(*chunk) bool) (sep []byte, err error) {
+func readArrayChunks(a *arrayReader, pools *scanPools, emit func(*chunk) bool) (sep []byte, err error) {
 	for more := true; more; {
-		c := &chunk{data: chunkPool.Get().([]byte)[:0], res: make(chan chunkResult, 1)}
+		c := &chunk{data: pools.chunks.Get()[:0], res: make(chan chunkResult, 1)}
 		for len(c.data) < chunkSize {
 			if more = a.next(); !more {
 				break
@@ -208,7 +224,7 @@ func readArrayChunks(a *arrayReader, emit func(*chunk) bool) (sep []byte, err er
 			c.data = append(c.data, a.elem...)
 		}
 		if len(c.elems) == 0 {
-			chunkPool.Put(c.data)
+			pools.chunks.Put(c.data)
 			break
 		}
 		c.firstLine = c.elems[0].line
@@ -219,11 +235,15 @@ func readArrayChunks(a *arrayReader, emit func(*chunk) bool) (sep []byte, err er
 	return sep, a.err
 }
 
-// validateChunk checks every record of a chunk.
-func validateChunk(path string, c *chunk) chunkResult {
-	var r chunkResult
+// validateChunk checks every record of a chunk and reads its answer.
+func validateChunk(path string, c *chunk, pools *scanPools) chunkResult {
+	b := pools.batches.Get()
+	b.length, b.hash = b.length[:0], b.hash[:0]
+	r := chunkResult{answers: b}
+	var fs recordFields
+	var ar answerReader
 	check := func(rec []byte, line int) bool {
-		ft, err := DetectFormat(rec)
+		ft, err := detectFormat(rec, &fs)
 		switch {
 		case err != nil:
 			r.err = &InputError{File: path, Line: line, Msg: err.Error()}
@@ -235,6 +255,7 @@ func validateChunk(path string, c *chunk) chunkResult {
 			return false
 		}
 		r.records++
+		b.add(ar.answer(Record{Raw: rec, Format: ft}, &fs))
 		return true
 	}
 	if c.elems != nil {

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -61,5 +63,108 @@ func TestScanAcrossChunks(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("bad line %d: error %v, want %q", c.line, err, want)
 		}
+	}
+}
+
+// referenceLines is the JSON Lines writer's rule spelled out line by line: every line (blank ones
+// included) and every inserted copy is an item; items are joined by newlines, and the output ends
+// with one when the input does.
+func referenceLines(data []byte, plan *outputPlan) []byte {
+	lines := bytes.Split(data, []byte{'\n'})
+	terminated := len(data) > 0 && data[len(data)-1] == '\n'
+	if terminated {
+		lines = lines[:len(lines)-1]
+	}
+	var items [][]byte
+	idx, copies := 0, plan.copies
+	for _, l := range lines {
+		if !blank(l) {
+			for ; len(copies) > 0 && copies[0].pos == idx; copies = copies[1:] {
+				items = append(items, copies[0].line)
+			}
+			if r, ok := plan.replace[idx]; ok {
+				l = r
+			}
+			if plan.drop[idx] {
+				idx++
+				continue
+			}
+			idx++
+		}
+		items = append(items, l)
+	}
+	for _, c := range copies {
+		items = append(items, c.line)
+	}
+	out := bytes.Join(items, []byte{'\n'})
+	if terminated && len(items) > 0 {
+		out = append(out, '\n')
+	}
+	return out
+}
+
+// The JSON Lines writer over many blocks: records replaced, dropped and inserted all through the
+// file, at block edges too, among blank and CRLF lines, with and without a final newline, give
+// what the line-by-line rule gives.
+func TestWriteLinesAcrossBlocks(t *testing.T) {
+	var b bytes.Buffer
+	pad := strings.Repeat("x", 300)
+	const n = 12000 // about 4 MB: several blocks
+	for i := range n {
+		fmt.Fprintf(&b, `{"prompt":"p%d %s","completion":"c"}`, i, pad)
+		switch {
+		case i%101 == 0:
+			b.WriteString("\r\n")
+		case i%97 == 0:
+			b.WriteString("\n\n  \n")
+		default:
+			b.WriteString("\n")
+		}
+	}
+	full := b.Bytes()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, data := range [][]byte{full, bytes.TrimRight(full, "\r\n"), append(bytes.Clone(full), "\n  "...)} {
+		plan := &outputPlan{replace: map[int][]byte{}, drop: map[int]bool{}}
+		for range 300 {
+			i := rng.IntN(n)
+			switch rng.IntN(3) {
+			case 0:
+				plan.replace[i] = []byte(fmt.Sprintf(`{"prompt":"planted %d","completion":"s"}`, i))
+			case 1:
+				plan.drop[i] = true
+			default:
+				plan.copies = append(plan.copies, plantedCopy{pos: rng.IntN(n + 1), line: []byte(`{"prompt":"copy","completion":"s"}`)})
+			}
+		}
+		for i := range n - 2 {
+			if i%50 == 0 { // runs of touched records
+				plan.drop[i], plan.replace[i+1] = true, []byte(`{"prompt":"r","completion":"s"}`)
+			}
+		}
+		plan.drop[0], plan.drop[n-1] = true, true
+		plan.copies = append(plan.copies, plantedCopy{pos: 0, line: []byte(`{"first":1}`)}, plantedCopy{pos: n, line: []byte(`{"last":1}`)})
+		slices.SortStableFunc(plan.copies, func(a, b plantedCopy) int { return a.pos - b.pos })
+		got, _ := writeWithPlan(t, "big.jsonl", string(data), plan)
+		if want := referenceLines(data, plan); got != string(want) {
+			i := 0
+			for i < len(got) && i < len(want) && got[i] == want[i] {
+				i++
+			}
+			t.Fatalf("output differs from the line-by-line rule at byte %d of %d: %.80q, want %.80q", i, len(want), got[i:], want[i:])
+		}
+	}
+}
+
+// A JSON Lines file with a line too long to be a record fails with an error naming the line.
+func TestLinesLongLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "long.jsonl")
+	os.WriteFile(p, []byte(`{"prompt":"p","completion":"c"}`+"\n"+`{"prompt":"`+strings.Repeat("x", maxLine+10)+`"}`), 0o644)
+	_, err := scanDataset(p)
+	if err == nil || !strings.Contains(err.Error(), "long.jsonl: line 2 is longer than 64 MiB") {
+		t.Errorf("scan: %v", err)
+	}
+	err = ReadRecords(p, func(Record) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "long.jsonl: line 2 is longer than 64 MiB") {
+		t.Errorf("reader: %v", err)
 	}
 }

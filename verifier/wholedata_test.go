@@ -48,17 +48,17 @@ func TestDrawWeightedCapsLongRecords(t *testing.T) {
 		length[i] = 10
 	}
 	length[7] = 1e6 // one record with 99% of the bytes
-	if c := lengthCap(length, 50); math.Abs(c-9990.0/49) > 1e-9 {
+	if c := lengthCap(lengths(length), 50); math.Abs(c-9990.0/49) > 1e-9 {
 		t.Fatalf("cap %v, want the other records' bytes over 49 draws, %v", c, 9990.0/49)
 	}
-	if c := lengthCap(length[8:], 50); !math.IsInf(c, 1) {
+	if c := lengthCap(lengths(length[8:]), 50); !math.IsInf(c, 1) {
 		t.Fatalf("equal weights capped at %v", c)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	got := 0
 	for range 200 {
 		seen := map[int]bool{}
-		for _, i := range drawWeighted(rng, length, 50) {
+		for _, i := range drawWeighted(rng, lengths(length), 50) {
 			if seen[i] {
 				t.Fatal("a record drawn twice")
 			}
@@ -74,7 +74,7 @@ func TestDrawWeightedCapsLongRecords(t *testing.T) {
 	}
 	odd := 0
 	for range 200 {
-		for _, i := range drawWeighted(rng, length, 40) {
+		for _, i := range drawWeighted(rng, lengths(length), 40) {
 			odd += i % 2
 		}
 	}
