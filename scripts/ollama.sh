@@ -38,6 +38,16 @@ start)
       # A busy port makes the new server exit while another still answers: check it is ours.
       alive || { echo "ollama.sh: server exited, see $state/log" >&2; exit 1; }
       echo "$url" >"$state/url"
+      if [ -n "${OLLAMA_WATCH_PID:-}" ]; then
+        # A test binary killed by its timeout never reaches its cleanup: this watcher stops the
+        # server (its process group: the runners too) and removes the private state once that
+        # process has exited, as scripts/llamacpp.sh does for llama-server.
+        pid=$(cat "$state/pid")
+        setsid bash -c 'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
+          kill -- -"$2" 2>/dev/null; for _ in $(seq 50); do kill -0 "$2" 2>/dev/null || break; sleep 0.1; done
+          kill -9 -- -"$2" 2>/dev/null; [ -z "$4" ] || rm -rf "$3"' watch "$OLLAMA_WATCH_PID" "$pid" "$state" "${OLLAMA_WATCH_CLEAN:-}" \
+          </dev/null >/dev/null 2>&1 &
+      fi
       echo "$url"
       exit 0
     fi

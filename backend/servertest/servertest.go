@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,7 +93,10 @@ func StartOllama(t testing.TB) *Ollama {
 
 func (o *Ollama) script(args ...string) (string, error) {
 	cmd := exec.Command(filepath.Join(Root(), "scripts/ollama.sh"), args...)
-	cmd.Env = append(os.Environ(), "VTUNE_OLLAMA_STATE="+o.state)
+	// The script's watcher stops the server and removes its state when this test binary exits,
+	// even when a timeout kills it before StopAll.
+	cmd.Env = append(os.Environ(), "VTUNE_OLLAMA_STATE="+o.state,
+		"OLLAMA_WATCH_PID="+strconv.Itoa(os.Getpid()), "OLLAMA_WATCH_CLEAN=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
