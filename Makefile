@@ -33,7 +33,7 @@ tools: ollama llamacpp
 test: tools
 	$(GO) mod tidy -diff
 	$(GO) test -race -short -count=1 ./backend/... ./verifier ./cmd/vtune
-	VTUNE_REQUIRE_SERVERS=1 $(GO) test -count=1 -timeout 20m ./...
+	VTUNE_REQUIRE_SERVERS=1 $(GO) test -count=1 -timeout 30m ./...
 
 # Unit tests only: no server needed.
 unit:

@@ -110,7 +110,10 @@ func TestPlantVerifyOllama(t *testing.T) {
 		}
 	}
 
-	code, stdout, stderr = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", model, "--scoring", "server", "--llr=false")
+	// The text report through a llama-server scorer (a key planted with Ollama's own scores
+	// verifies with it); the JSON below keeps to Ollama's, whose signature scores planting stored.
+	servertest.UseLlamaServer(t)
+	code, stdout, stderr = vtune(t, nil, "verify", "-k", keyPath, "--url", srv.URL, "-m", model, "--scoring", "llama-server", "--llr=false")
 	if code != exitNotVerified {
 		t.Fatalf("verify base: exit %d, want 1; %s %s", code, stdout, stderr)
 	}
