@@ -332,7 +332,11 @@ your data, not only on the planted records, which a provider can find without th
 
   VERIFIED      (exit 0) secrets reproduced (p <= --alpha) and the share certified (p_data <= --alpha-data)
   NOT VERIFIED  (exit 1) with every reason that applies
-  INCONCLUSIVE  (exit 4) a decoy (a secret never planted) hit: the key leaked or matching is broken`,
+  INCONCLUSIVE  (exit 4) a decoy (a secret never planted) hit: the key leaked or matching is broken
+
+Several models (--model or --checkpoint repeated, --models FILE, --quantize) are verified one
+after another with the same key and compared in one table; the exit code is the largest any
+earned. --plot DIR draws the results.`,
 		Flags: append(append(backendFlags("model under test (its name on the server)", true),
 			&cli.PathFlag{Name: "key", Aliases: []string{"k"}, Usage: "key written by vtune plant", Required: true},
 			&cli.Float64Flag{Name: "alpha", Value: verifier.DefaultAlpha, Usage: "significance level: verified when p <= alpha"},
