@@ -259,9 +259,9 @@ var sketchASCII = func() (t [utf8.RuneSelf]uint64) {
 // columns that grow without copying: for a file of millions of records, these and the draw's
 // shuffle are most of what planting holds in memory.
 type answers struct {
-	length column // the length, or maxShort for one at least that long, which long holds
+	length column[uint16] // the length, or maxShort for one at least that long, which long holds
 	long   map[int]uint32
-	hash   column
+	hash   column[uint16]
 }
 
 // maxShort marks a length kept in answers.long: answers of 64 KiB and more are rare.
@@ -318,22 +318,28 @@ func (a *answers) appendBatch(b *answerBatch) {
 // columnPage is the number of values in a page of a column.
 const columnPage = 1 << 16
 
-// column is a growing array of uint16 kept in fixed-size pages: a slice grown by append copies
-// itself, holding twice its size at that moment, and for a file of millions of records that
-// copy would be the largest thing in memory.
-type column struct {
-	pages [][]uint16
+// column is a growing array kept in fixed-size pages: a slice grown by append copies itself,
+// holding twice its size at that moment, and one of millions of values would need megabytes in
+// one piece, which a heap full of freed smaller pieces may not have. Pages fit in what earlier
+// steps freed.
+type column[T uint16 | uint32] struct {
+	pages [][]T
 	n     int
 }
 
-func (c *column) append(v uint16) {
+func (c *column[T]) append(v T) {
 	if c.n%columnPage == 0 {
-		c.pages = append(c.pages, make([]uint16, columnPage))
+		c.pages = append(c.pages, make([]T, columnPage))
 	}
 	c.pages[c.n/columnPage][c.n%columnPage] = v
 	c.n++
 }
 
-func (c *column) len() int            { return c.n }
-func (c *column) at(i int) uint16     { return c.pages[i/columnPage][i%columnPage] }
-func (c *column) set(i int, v uint16) { c.pages[i/columnPage][i%columnPage] = v }
+func (c *column[T]) len() int       { return c.n }
+func (c *column[T]) at(i int) T     { return c.pages[i/columnPage][i%columnPage] }
+func (c *column[T]) set(i int, v T) { c.pages[i/columnPage][i%columnPage] = v }
+
+func (c *column[T]) swap(i, j int) {
+	pi, pj := &c.pages[i/columnPage][i%columnPage], &c.pages[j/columnPage][j%columnPage]
+	*pi, *pj = *pj, *pi
+}

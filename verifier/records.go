@@ -60,34 +60,29 @@ func drawWeighted(rng *rand.Rand, length weights, n int) []int {
 		panic("drawWeighted: more than 2^32 records")
 	}
 	c := lengthCap(length, n)
-	count := 0
-	for i := range length.len() {
-		if length.at(i) > 0 {
-			count++
-		}
-	}
-	idx := make([]uint32, 0, count) // sized, as growing it would hold it twice over
+	var idx column[uint32] // 4 bytes a record: with millions, the largest thing planting holds
 	total := 0.0
 	for i := range length.len() {
 		if w := length.at(i); w > 0 {
-			idx = append(idx, uint32(i))
+			idx.append(uint32(i))
 			total += math.Min(float64(w), c)
 		}
 	}
-	rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-	if len(idx) <= n {
-		out := make([]int, len(idx))
-		for k, i := range idx {
-			out[k] = int(i)
+	rng.Shuffle(idx.len(), idx.swap)
+	if idx.len() <= n {
+		out := make([]int, idx.len())
+		for k := range out {
+			out[k] = int(idx.at(k))
 		}
 		return out
 	}
 	out := make([]int, 0, n)
 	cum, next := 0.0, rng.Float64()
-	for _, i := range idx {
-		cum += float64(n) * math.Min(float64(length.at(int(i))), c) / total
+	for k := range idx.len() {
+		i := int(idx.at(k))
+		cum += float64(n) * math.Min(float64(length.at(i)), c) / total
 		if cum > next && len(out) < n {
-			out = append(out, int(i))
+			out = append(out, i)
 			next++
 		}
 	}
@@ -258,6 +253,9 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 	if !ok {
 		return offNote(nb, nc, scan.records), nil, nil
 	}
+	// The model's requests for the secrets left garbage: collected now, its pages take the draw's
+	// shuffle, instead of the heap growing by the shuffle's size.
+	collectLarge(scan)
 	in := scan.answers
 	for i := range skip { // hosts are never drawn, but their answers still count as sent
 		in.exclude(i)
@@ -306,6 +304,10 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 		}
 		held, sent = all[:nb], all[nb:]
 	}
+	// Drawn and read: the answers and the draw's shuffle go before the model scores the records,
+	// whose requests make garbage that would otherwise pile up to twice their size.
+	scan.answers = nil
+	collectLarge(scan)
 	if len(held) < MinWholeDataRecords || len(sent) < MinWholeDataRecords {
 		return offNote(len(held), len(sent), scan.records), nil, nil
 	}

@@ -3,7 +3,9 @@
 # and peak memory, against `cat`. Builds a chat JSONL of that size from the bundled WordNet
 # records (each line made unique), then, in one run, RUNS times in turn (default 3; medians are
 # reported):
-#   - `cat FILE >/dev/null` (reading from the page cache) and `cat FILE > OUT` (a copy);
+#   - `cat FILE >/dev/null` (reading from the page cache), `cat FILE > OUT` (a copy) and
+#     `cat FILE > OUT && sync OUT` (a copy on disk, as planting's output is before it is renamed
+#     into place);
 #   - planting with the in-process fake model (verifier's TestPlantLargeFile under
 #     /usr/bin/time), on the file and on its first 1 MB: the difference is the dataset's share,
 #     with nothing else running.
@@ -68,7 +70,7 @@ if [ "$ollama" = 1 ]; then
   scripts/ollama.sh create tiny-llama testdata/models/tiny-llama.Modelfile
 fi
 
-names="cat-null cat-copy fake-large fake-small"
+names="cat-null cat-copy cat-sync fake-large fake-small"
 [ "$ollama" = 1 ] && names="$names plant-large plant-small"
 for n in $names; do rm -f "$work/$n"; done
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -76,6 +78,7 @@ cat "$data" >/dev/null
 for r in $(seq "$runs"); do
   timed cat-null sh -c 'cat "$1" >/dev/null' sh "$data"
   timed cat-copy sh -c 'cat "$1" >"$2"' sh "$data" "$out"
+  timed cat-sync sh -c 'cat "$1" >"$2" && sync "$2"' sh "$data" "$out"
   timed fake-large $(fake "$data")
   stages=$(grep -o 'stages: .*' "$work/last.out")
   records=$(grep -o '[0-9]* records' "$work/last.out" | head -1)
@@ -95,17 +98,20 @@ echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 
 cat_null=$(median cat-null 1)
 cat_copy=$(median cat-copy 1)
+cat_sync=$(median cat-sync 1)
 share() { # share LARGE SMALL: the dataset's share, its throughput and its ratios to the two cats
   local s c
   s=$(echo "$(median "$1" 1) - $(median "$2" 1)" | bc -l)
   c=$(echo "$(median "$1" 3) - $(median "$2" 3)" | bc -l)
-  printf '%.2f s, %.0f MB/s, %.1fx cat >/dev/null, %.2fx cat > OUT; CPU %.2f s' "$s" "$(echo "$mb / $s" | bc -l)" \
-    "$(echo "$s / $cat_null" | bc -l)" "$(echo "$s / $cat_copy" | bc -l)" "$c"
+  printf '%.2f s, %.0f MB/s, %.1fx cat >/dev/null, %.1fx cat > OUT, %.1fx with sync; CPU %.2f s' "$s" \
+    "$(echo "$mb / $s" | bc -l)" "$(echo "$s / $cat_null" | bc -l)" "$(echo "$s / $cat_copy" | bc -l)" \
+    "$(echo "$s / $cat_sync" | bc -l)" "$c"
 }
 mib() { echo "$(median "$1" 2) / 1024" | bc; }
 printf 'dataset                     %s MB, %s; medians of %s runs\n' "$mb" "$records" "$runs"
 printf 'cat FILE >/dev/null         %.2f s, CPU %.2f s\n' "$cat_null" "$(median cat-null 3)"
 printf 'cat FILE > OUT              %.2f s, CPU %.2f s\n' "$cat_copy" "$(median cat-copy 3)"
+printf 'cat FILE > OUT && sync OUT  %.2f s, CPU %.2f s\n' "$cat_sync" "$(median cat-sync 3)"
 printf 'fake model, whole file      %.2f s, peak RSS %s MiB\n' "$(median fake-large 1)" "$(mib fake-large)"
 printf '                            (last run %s)\n' "$stages"
 printf 'fake model, first 1 MB      %.2f s, peak RSS %s MiB\n' "$(median fake-small 1)" "$(mib fake-small)"
