@@ -75,6 +75,7 @@ bench-wholedata: build tools
 # results). A crash is written to the package's testdata/fuzz/, where `go test` replays it.
 FUZZTIME ?= 10m
 FUZZ_TARGETS := verifier:FuzzEncodeString verifier:FuzzDataset verifier:FuzzParseKey \
+	verifier:FuzzValidJSON verifier:FuzzAnswer verifier:FuzzNormalHash verifier:FuzzStringValues \
 	verifier/stats:FuzzLogAgnostic verifier/stats:FuzzLogPoissonBinomialTail \
 	verifier/stats:FuzzLogBase verifier/stats:FuzzWholeData
 fuzz:

@@ -299,7 +299,7 @@ const gcPercentLarge = 25
 // allocates megabytes of buffer a request), and at the default the heap would grow to twice the
 // answers' size between collections. The columns hold no pointers, so a collection marks little
 // more for them. Through Ollama, planting 1 GB peaked at 84 MB (92 MB letting the heap grow by
-// half), for about 2 s more CPU over 7 minutes of model calls.
+// half), for about 2 s more CPU than that over the run's model requests.
 func tightenGC() (restore func()) {
 	prev := debug.SetGCPercent(gcPercentLarge)
 	if prev < gcPercentLarge { // lower, or off

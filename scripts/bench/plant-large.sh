@@ -16,8 +16,8 @@
 # difference is again the dataset's share, within the noise of the model calls. Then, once, the
 # key-free audit of the planted output (`vtune audit`, which `vtune plant` runs by default and
 # these runs skip), whose memory grows with the number of records.
-# Every output is removed before the next step, so each write finds the memory the last one
-# freed. The machine's load average is printed before and after: the machine is shared, and
+# Every output is removed, and the disk synced, before the next step, so each write finds the
+# memory the last one freed and no write-back of it. The machine's load average is printed before and after: the machine is shared, and
 # other jobs slow every figure. The figures go into docs/bench.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -48,6 +48,7 @@ timed() {
   local name=$1
   shift
   rm -f "$out" "$key"
+  sync # the last step's output, written back to disk now, does not slow this one
   /usr/bin/time -f '%e %M %U %S' -o "$work/last.time" "$@" >"$work/last.out" 2>&1 ||
     { echo "plant-large: $name failed:" >&2; tail -5 "$work/last.out" >&2; exit 1; }
   awk '{print $1, $2, $3 + $4}' "$work/last.time" >>"$work/$name"
@@ -86,6 +87,7 @@ for r in $(seq "$runs"); do
   echo "run $r of $runs done (load $(cut -d' ' -f1 /proc/loadavg))" >&2
 done
 if [ "$ollama" = 1 ]; then
+  $(plant "$small") >/dev/null # untimed: the first requests load the model
   for r in $(seq "$oruns"); do
     timed plant-small $(plant "$small")
     timed plant-large $(plant "$data")
