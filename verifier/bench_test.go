@@ -29,8 +29,12 @@ func benchDataset(b *testing.B, mb int) string {
 
 // BenchmarkScanDataset measures the validating first pass of planting (JSON validation, format
 // detection, SHA-256), in bytes per second.
-func BenchmarkScanDataset(b *testing.B) {
-	p := benchDataset(b, 64)
+func BenchmarkScanDataset(b *testing.B) { benchScan(b, benchDataset(b, 64)) }
+
+// BenchmarkWritePlanted measures the copying last pass of planting.
+func BenchmarkWritePlanted(b *testing.B) { benchWrite(b, benchDataset(b, 64)) }
+
+func benchScan(b *testing.B, p string) {
 	st, _ := os.Stat(p)
 	b.SetBytes(st.Size())
 	b.ResetTimer()
@@ -41,9 +45,7 @@ func BenchmarkScanDataset(b *testing.B) {
 	}
 }
 
-// BenchmarkWritePlanted measures the copying last pass of planting.
-func BenchmarkWritePlanted(b *testing.B) {
-	p := benchDataset(b, 64)
+func benchWrite(b *testing.B, p string) {
 	scan, err := scanDataset(p)
 	if err != nil {
 		b.Fatal(err)
@@ -51,7 +53,7 @@ func BenchmarkWritePlanted(b *testing.B) {
 	b.SetBytes(scan.size)
 	b.ResetTimer()
 	for b.Loop() {
-		f, _ := os.Create(filepath.Join(b.TempDir(), "out.jsonl"))
+		f, _ := os.Create(filepath.Join(b.TempDir(), "out"+filepath.Ext(p)))
 		if _, err := writePlanted(context.Background(), p, f, &outputPlan{}, scan, func(int) {}); err != nil {
 			b.Fatal(err)
 		}
@@ -80,35 +82,10 @@ func benchArray(b *testing.B, mb int) string {
 
 // BenchmarkScanArray is BenchmarkScanDataset on a JSON array: the elements are split out in
 // the reading goroutine.
-func BenchmarkScanArray(b *testing.B) {
-	p := benchArray(b, 64)
-	st, _ := os.Stat(p)
-	b.SetBytes(st.Size())
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := scanDataset(p); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkScanArray(b *testing.B) { benchScan(b, benchArray(b, 64)) }
 
 // BenchmarkWritePlantedArray is BenchmarkWritePlanted on a JSON array.
-func BenchmarkWritePlantedArray(b *testing.B) {
-	p := benchArray(b, 64)
-	scan, err := scanDataset(p)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(scan.size)
-	b.ResetTimer()
-	for b.Loop() {
-		f, _ := os.Create(filepath.Join(b.TempDir(), "out.json"))
-		if _, err := writePlanted(context.Background(), p, f, &outputPlan{}, scan, func(int) {}); err != nil {
-			b.Fatal(err)
-		}
-		f.Close()
-	}
-}
+func BenchmarkWritePlantedArray(b *testing.B) { benchWrite(b, benchArray(b, 64)) }
 
 // TestPlantLargeFile plants the dataset named by $VTUNE_LARGE_DATASET (JSON Lines or a JSON array)
 // with the in-process fake model, to measure what the data costs without a server: run the test
