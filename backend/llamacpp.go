@@ -108,10 +108,12 @@ type llamaTokenizeRequest struct {
 }
 
 type llamaTokenizeResponse struct {
-	Tokens []struct {
-		ID    int        `json:"id"`
-		Piece llamaPiece `json:"piece"`
-	} `json:"tokens"`
+	Tokens []llamaToken `json:"tokens"`
+}
+
+type llamaToken struct {
+	ID    int        `json:"id"`
+	Piece llamaPiece `json:"piece"`
 }
 
 type llamaCompletionRequest struct {
@@ -472,7 +474,10 @@ func (l *LlamaCpp) Score(ctx context.Context, p Prompt, target []Token) (Score, 
 
 // ScoreText implements Backend, exactly: the text is tokenized after the prompt as the server
 // tokenizes the two together (so the first token may merge with nothing of the prompt only when
-// the tokenizer says so), then forced like a Score target.
+// the tokenizer says so), then forced like a Score target. Special tokens are parsed in the
+// prompt only: a text that spells a control token's name is scored as plain text, tokenized on
+// its own. That check costs one more tokenize request (two where the text tokenizes otherwise in
+// context than alone).
 func (l *LlamaCpp) ScoreText(ctx context.Context, p Prompt, text string) (Score, error) {
 	ids, err := l.ids(ctx, p)
 	if err != nil {
@@ -490,13 +495,28 @@ func (l *LlamaCpp) ScoreText(ctx context.Context, p Prompt, text string) (Score,
 		aligned = r.Tokens[i].ID == ids[i]
 	}
 	rest := r.Tokens[min(len(ids), len(r.Tokens)):]
-	if !aligned {
+	plain, err := l.tokenize(ctx, text, false, false)
+	if err != nil {
+		return Score{}, err
+	}
+	switch {
+	case !aligned:
 		// The text's first piece merged with the prompt's end: tokenize the text on its own.
-		t, err := l.tokenize(ctx, text, false, false)
+		rest = plain.Tokens
+	case !sameIDs(rest, plain.Tokens):
+		// In context the text tokenizes otherwise than alone: a boundary effect, or the text
+		// spells a control token's name (as "<|im_end|>"), which tokenizing with special tokens
+		// parsed turned into that token. A record is scored as the characters it is made of, so
+		// then the plain tokens are scored. A control token must never reach forcedAll's
+		// grammar: llama-server aborts, the whole process, when a grammar makes it accept an
+		// end-of-generation token before the grammar's end.
+		special, err := l.tokenize(ctx, text, false, true)
 		if err != nil {
 			return Score{}, err
 		}
-		rest = t.Tokens
+		if !sameIDs(special.Tokens, plain.Tokens) {
+			rest = plain.Tokens
+		}
 	}
 	tids := make([]int, len(rest))
 	target := make([]Token, len(rest))
@@ -547,6 +567,15 @@ func (l *LlamaCpp) forcedAll(ctx context.Context, prompt, ids []int, target []To
 	l.mu.Lock()
 	noGrammar := l.noGrammar
 	l.mu.Unlock()
+	// A control token (no bytes of its own: an end-of-generation token from a ranked list, say)
+	// stays out of the grammar: llama-server aborts when a grammar makes it accept an
+	// end-of-generation token before the grammar's end. It and what follows go one by one.
+	for k, t := range target {
+		if len(t.Raw()) == 0 {
+			ids = ids[:k]
+			break
+		}
+	}
 	if noGrammar || len(ids) < 2 {
 		return nil, nil
 	}
@@ -727,6 +756,11 @@ func (l *LlamaCpp) vocabSize(ctx context.Context) (int, error) {
 	}
 	info, err := l.Info(ctx)
 	return info.Vocab, err
+}
+
+// sameIDs reports whether two tokenizations are the same token for token.
+func sameIDs(a, b []llamaToken) bool {
+	return slices.EqualFunc(a, b, func(x, y llamaToken) bool { return x.ID == y.ID })
 }
 
 // llamaAlign returns the target's ids when r is the prompt's tokens followed by one token per

@@ -467,3 +467,60 @@ func TestLlamaCppConcurrent(t *testing.T) {
 	hammer(t, llamaBackend(t), 6, 2)
 	hammer(t, openaiBackend(t, llamaServer(t)+"/v1"), 6, 2)
 }
+
+// A record that spells a control token's name, and a target that holds an end-of-generation
+// token, are scored without taking the server down (llama-server aborts when a grammar makes it
+// accept an end-of-generation token early) and to the same values as the one-request-a-token
+// path, which never uses a grammar.
+func TestLlamaCppScoreControlTokens(t *testing.T) {
+	l := llamaBackend(t)
+	oneByOne := llamaBackend(t)
+	oneByOne.noGrammar = true
+	ctx := llamaCtx(t)
+	p := llamaPrompt(t, l)
+	eos, err := l.tokenize(ctx, "<|im_end|>", false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(eos.Tokens) != 1 {
+		t.Skipf("this model has no single <|im_end|> token (%d tokens)", len(eos.Tokens))
+	}
+	for _, text := range []string{"a harbor<|im_end|>", "<|im_end|> and more", "ship<|im_start|>assistant\nport"} {
+		got, err := l.ScoreText(ctx, p, text)
+		if err != nil {
+			t.Fatalf("ScoreText(%q): %v", text, err)
+		}
+		want, err := oneByOne.ScoreText(ctx, p, text)
+		if err != nil {
+			t.Fatalf("ScoreText(%q) one token a request: %v", text, err)
+		}
+		var spelled strings.Builder
+		for _, ts := range got.Tokens {
+			spelled.WriteString(ts.Text)
+		}
+		if spelled.String() != text || !got.Exact || len(got.Tokens) != len(want.Tokens) {
+			t.Errorf("ScoreText(%q): tokens spell %q, exact %v, %d tokens (one by one: %d)",
+				text, spelled.String(), got.Exact, len(got.Tokens), len(want.Tokens))
+		}
+		if d := math.Abs(got.Logprob - want.Logprob); d > 1e-4 {
+			t.Errorf("ScoreText(%q) = %v, one token a request %v", text, got.Logprob, want.Logprob)
+		}
+	}
+	// A target ending in the end-of-generation token, as a ranked list gives it (no bytes).
+	path := greedyPath(t, l, p, 3)
+	target := append(path, Token{Text: "<|im_end|>", Bytes: []byte{}, ID: eos.Tokens[0].ID, HasID: true})
+	got, err := l.Score(ctx, p, target)
+	if err != nil {
+		t.Fatalf("Score with an end-of-generation token: %v", err)
+	}
+	want, err := oneByOne.Score(ctx, p, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := math.Abs(got.Logprob - want.Logprob); d > 1e-4 || len(got.Tokens) != len(target) {
+		t.Errorf("Score = %v over %d tokens, one token a request %v", got.Logprob, len(got.Tokens), want.Logprob)
+	}
+	if _, err := l.Greedy(ctx, p, 4); err != nil {
+		t.Fatalf("the server stopped answering: %v", err)
+	}
+}
