@@ -587,6 +587,17 @@ func (l *LlamaCpp) forcedAll(ctx context.Context, prompt, ids []int, target []To
 	req := l.greedy(prompt, len(ids), 1)
 	req.Grammar = g.String()
 	req.ReturnTokens = true
+	// The same bias on every token of the target: the sampler's first pick is then the target's
+	// token with the highest raw logit, often the one the grammar wants, so llama-server need not
+	// run the grammar over the whole vocabulary again (its resampling, about 0.1 ms a token for a
+	// vocabulary of 2,048 and growing with it). The reported values stay the raw model's.
+	seen := make(map[int]bool, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			req.LogitBias = append(req.LogitBias, [2]float64{float64(id), llamaForce})
+		}
+	}
 	r, err := l.complete(ctx, req)
 	if statusOf(err) == http.StatusBadRequest {
 		l.mu.Lock()
