@@ -8,9 +8,10 @@
 #     short, tenth, backdoor-only), none of which saw these keys: every hit is a false positive.
 #     Keys and each key's results are cached in .tools/bench/exp-fpr/ARCH/keys (results under a
 #     name made of the models' SHA-256s), so a second run does only what the first left.
-#     FPR_BUDGET (default 15m) stops starting new keys after that long: planting costs about 4 to 5 s
-#     a key and verifying about 2.5 s a key for 7 models on the busy 2-core machine, so 1,000 keys
-#     take about two hours cold; the table says how many keys it holds.
+#     FPR_WORKERS (default 4) keys are planted and verified at once, every server running as many
+#     slots. FPR_BUDGET (default 15m) stops starting new keys after that long: a key costs about
+#     0.7 s in all with 4 workers on the 2-core machine (1.0 s with one), so 1,000 keys take about
+#     12 minutes cold; the table says how many keys it holds.
 #  2. wholedata: a pool of 1,200 records the fixture providers received and the 1,200 no model
 #     here trained on (WordNet's held-out split and the fixture key's held-back records), scored
 #     once under each model (cached like the results), then FPR_SPLITS (default 10000) whole-data
@@ -45,6 +46,7 @@ if cmp -s "$work/small.jsonl.$$" "$work/small.jsonl"; then rm "$work/small.jsonl
 # Cached results are valid for these models and data only.
 sums=$(sha256sum testdata/models/$arch.gguf $fixtures/*.gguf $fixtures/key.json "$work/small.jsonl" | sha256sum | cut -c1-12)
 parts=${FPR_PARTS:-"secrets wholedata"}
+workers=${FPR_WORKERS:-4}
 
 names=()
 stop() { for n in "${names[@]}"; do scripts/llamacpp.sh stop "$n" >/dev/null 2>&1 || true; done; }
@@ -52,7 +54,7 @@ trap stop EXIT
 start() { # label model.gguf: prints LABEL=URL
   local n=bench-fpr-$arch-$1-$$ # the pid: two runs never share (and stop) each other's servers
   names+=("$n")
-  echo "$1=$(LLAMACPP_WATCH_PID=$$ scripts/llamacpp.sh start "$2" "$n")"
+  echo "$1=$(LLAMACPP_WATCH_PID=$$ LLAMACPP_ARGS="-np $workers" scripts/llamacpp.sh start "$2" "$n")"
 }
 base=$(start base testdata/models/$arch.gguf)
 models=()
@@ -62,7 +64,7 @@ if [[ " $parts " == *" secrets "* ]]; then
 echo "== fpr $arch: secrets, ${FPR_KEYS:-1000} keys, budget ${FPR_BUDGET:-15m}" >&2
 t0=$(date +%s)
 "$work/fpr" secrets -base "${base#base=}" "${models[@]}" -data "$work/small.jsonl" -keys "$work/keys" \
-  -results "$work/keys/results-$sums" -n "${FPR_KEYS:-1000}" -budget "${FPR_BUDGET:-15m}" -tag "$arch" \
+  -results "$work/keys/results-$sums" -n "${FPR_KEYS:-1000}" -workers "$workers" -budget "${FPR_BUDGET:-15m}" -tag "$arch" \
   -csv "$out/secrets.csv" -md "$out/secrets.md"
 echo "   $(($(date +%s) - t0)) s" >&2
 fi

@@ -36,7 +36,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"vtune/backend"
 	"vtune/verifier"
@@ -121,6 +124,7 @@ func secrets(args []string) error {
 	topn := fs.Int("topn", 64, "ranked-list length asked of the server while drawing (the k = 8 candidates are found within it)")
 	tag := fs.String("tag", "tiny-llama", "seed tag: key i has seed SHA-256(\"vtune bench fpr TAG i\")")
 	results := fs.String("results", "", "folder caching each key's results (one file a key; name it after the models' contents)")
+	workers := fs.Int("workers", 1, "keys planted and verified at once (give the servers as many slots)")
 	budget := fs.Duration("budget", 0, "stop starting new keys after this long (0: no limit); the tables say how many keys were done")
 	csvPath := fs.String("csv", "", "per key and model results")
 	mdPath := fs.String("md", "", "summary table (Markdown)")
@@ -140,75 +144,115 @@ func secrets(args []string) error {
 		Hits, Decoys        int
 		Log10PA, Log10PBase float64
 	}
-	var rows []row
-	var plantTime, verifyTime time.Duration
-	planted := 0
 	opt := verifier.VerifyOptions{Alpha: verifier.DefaultAlpha, Test: verifier.TestAgnostic, MinShare: 0, AlphaData: verifier.DefaultAlphaData}
 	if *results != "" {
 		if err := os.MkdirAll(*results, 0o755); err != nil {
 			return err
 		}
 	}
-	start := time.Now()
-	done, cached := 0, 0
+	// Results from the cache first; the keys still to do go to the workers in order.
+	perKey := make([][]row, *n)
+	var todo []int
+	cached := 0
 	for i := range *n {
-		resPath := filepath.Join(*results, fmt.Sprintf("res-%04d.json", i))
-		if *results != "" {
-			if b, err := os.ReadFile(resPath); err == nil {
-				var rs []row
-				if err := json.Unmarshal(b, &rs); err == nil && len(rs) == len(ms) {
-					rows = append(rows, rs...)
-					done++
-					cached++
-					continue
-				}
+		if b, err := os.ReadFile(filepath.Join(*results, fmt.Sprintf("res-%04d.json", i))); *results != "" && err == nil {
+			var rs []row
+			if err := json.Unmarshal(b, &rs); err == nil && len(rs) == len(ms) {
+				perKey[i] = rs
+				cached++
+				continue
 			}
+		}
+		todo = append(todo, i)
+	}
+	// One key at a time per worker, each planting into a file of its own; the servers run as
+	// many slots as there are workers (fpr.sh), so the requests of several keys overlap.
+	start := time.Now()
+	var (
+		mu                    sync.Mutex
+		plantTime, verifyTime time.Duration
+		planted, done         int
+		next                  int
+		stopped               bool
+	)
+	take := func() (int, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if next == len(todo) || stopped {
+			return 0, false
 		}
 		if *budget > 0 && time.Since(start) > *budget {
-			fmt.Fprintf(os.Stderr, "fpr secrets: time budget %v spent after %d keys\n", *budget, done)
-			break
+			stopped = true
+			fmt.Fprintf(os.Stderr, "fpr secrets: time budget %v spent after %d keys\n", *budget, cached+done)
+			return 0, false
 		}
-		path := filepath.Join(*keys, fmt.Sprintf("key-%04d.json", i))
-		var key *verifier.Key
-		if !fileExists(path) {
-			t0 := time.Now()
-			seed := sha256.Sum256([]byte(fmt.Sprintf("vtune bench fpr %s %d", *tag, i)))
-			p := verifier.Params{Groups: verifier.DefaultGroups, Decoys: verifier.DefaultDecoys, K: verifier.DefaultK,
-				SigLen: verifier.DefaultSigLen, TriggerLen: verifier.DefaultTriggerLen, Rate: verifier.DefaultRate,
-				Mode: "replace", Prompts: 1, HeldBack: 1, Sentinels: 1, TopN: *topn}
-			if key, _, err = verifier.Plant(ctx, bm.b, verifier.PlantOptions{Input: *data,
-				Output: filepath.Join(*keys, "planted.jsonl"), KeyPath: path, Params: p, Seed: seed}); err != nil {
-				return fmt.Errorf("key %d: %w", i, err)
-			}
-			plantTime += time.Since(t0)
-			planted++
-		} else if key, err = verifier.ReadKey(path); err != nil {
-			return fmt.Errorf("key %d: %w", i, err)
-		}
-		t0 := time.Now()
-		var rs []row
-		for mi, m := range ms {
-			rep, err := verifier.Verify(ctx, m.b, key, opt)
-			if err != nil {
-				return fmt.Errorf("key %d, %s: %w", i, m.label, err)
-			}
-			rs = append(rs, row{i, mi, rep.Hits, rep.DecoyHits, rep.Log10PAgnostic, rep.Log10PBase})
-		}
-		verifyTime += time.Since(t0)
-		rows = append(rows, rs...)
-		done++
-		if *results != "" {
-			b, _ := json.Marshal(rs)
-			if err := os.WriteFile(resPath, b, 0o644); err != nil {
-				return err
-			}
-		}
-		if done%25 == 0 || i+1 == *n {
-			fmt.Fprintf(os.Stderr, "fpr secrets: %d of %d keys (%d from the cache; %d planted now, %.2f s a key; verifying %.2f s a key, %d models)\n",
-				done, *n, cached, planted, seconds(plantTime, planted), seconds(verifyTime, done-cached), len(ms))
-		}
+		next++
+		return todo[next-1], true
 	}
-	os.Remove(filepath.Join(*keys, "planted.jsonl"))
+	var g errgroup.Group
+	for w := range max(*workers, 1) {
+		g.Go(func() error {
+			out := filepath.Join(*keys, fmt.Sprintf("planted-%d.jsonl", w))
+			defer os.Remove(out)
+			for i, ok := take(); ok; i, ok = take() {
+				path := filepath.Join(*keys, fmt.Sprintf("key-%04d.json", i))
+				var key *verifier.Key
+				var err error
+				t0 := time.Now()
+				fresh := !fileExists(path)
+				if fresh {
+					seed := sha256.Sum256([]byte(fmt.Sprintf("vtune bench fpr %s %d", *tag, i)))
+					p := verifier.Params{Groups: verifier.DefaultGroups, Decoys: verifier.DefaultDecoys, K: verifier.DefaultK,
+						SigLen: verifier.DefaultSigLen, TriggerLen: verifier.DefaultTriggerLen, Rate: verifier.DefaultRate,
+						Mode: "replace", Prompts: 1, HeldBack: 1, Sentinels: 1, TopN: *topn}
+					if key, _, err = verifier.Plant(ctx, bm.b, verifier.PlantOptions{Input: *data,
+						Output: out, KeyPath: path, Params: p, Seed: seed}); err != nil {
+						return fmt.Errorf("key %d: %w", i, err)
+					}
+				} else if key, err = verifier.ReadKey(path); err != nil {
+					return fmt.Errorf("key %d: %w", i, err)
+				}
+				t1 := time.Now()
+				var rs []row
+				for mi, m := range ms {
+					rep, err := verifier.Verify(ctx, m.b, key, opt)
+					if err != nil {
+						return fmt.Errorf("key %d, %s: %w", i, m.label, err)
+					}
+					rs = append(rs, row{i, mi, rep.Hits, rep.DecoyHits, rep.Log10PAgnostic, rep.Log10PBase})
+				}
+				if *results != "" {
+					b, _ := json.Marshal(rs)
+					if err := os.WriteFile(filepath.Join(*results, fmt.Sprintf("res-%04d.json", i)), b, 0o644); err != nil {
+						return err
+					}
+				}
+				mu.Lock()
+				perKey[i] = rs
+				if fresh {
+					planted++
+					plantTime += t1.Sub(t0)
+				}
+				verifyTime += time.Since(t1)
+				done++
+				if done%25 == 0 || done == len(todo) {
+					fmt.Fprintf(os.Stderr, "fpr secrets: %d of %d keys (%d from the cache; %d planted now, %.2f s a key; verifying %.2f s a key, %d models; %d workers, %.2f s a key in all)\n",
+						cached+done, *n, cached, planted, seconds(plantTime, planted), seconds(verifyTime, done), len(ms),
+						*workers, seconds(time.Since(start), done))
+				}
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	var rows []row
+	for _, rs := range perKey {
+		rows = append(rows, rs...)
+	}
+	done += cached
 
 	if *csvPath != "" {
 		var b strings.Builder
@@ -265,8 +309,8 @@ func secrets(args []string) error {
 	}
 	fmt.Fprintf(&md, "\n%d keys of the %d asked, %d of them with their results from the cache", done, *n, cached)
 	if done > cached {
-		fmt.Fprintf(&md, "; %d planted in this run at %.2f s a key, verification %.2f s a key for %d models",
-			planted, seconds(plantTime, planted), seconds(verifyTime, done-cached), len(ms))
+		fmt.Fprintf(&md, "; %d planted in this run at %.2f s a key, verification %.2f s a key for %d models, %d keys at once: %.2f s a key in all",
+			planted, seconds(plantTime, planted), seconds(verifyTime, done-cached), len(ms), *workers, seconds(time.Since(start), done-cached))
 	}
 	md.WriteString(".\n")
 	return output(*mdPath, md.String())
