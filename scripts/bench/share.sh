@@ -13,10 +13,15 @@
 #   g16       0.005    16         50                            3 or 4
 #
 # r0.50 is the committed fixture (testdata/fixtures/ARCH: same data, recipe and rate, seed
-# "fixture-ARCH"), so it costs no training. Each other setting costs one honest fine-tune, about
-# 8 to 10 minutes on one core of the 2-core machine; they are cached under
-# .tools/bench/exp-share/ARCH/NAME (a model newer than its key is reused), so a second run only
-# verifies. Reports go to OUT (default .tools/bench/exp-share/ARCH/reports/NAME.json and
+# "fixture-ARCH"). The other settings' fine-tunes are committed too, in
+# testdata/fixtures/ARCH/share/NAME (key.json, honest.gguf, honest.json: the provider's record of
+# its training), because each costs one honest fine-tune of 8 to 10 minutes on one core of the
+# 2-core machine, 45 minutes for the five, which would triple `make bench`: a run only verifies
+# them. VTUNE_SHARE_TRAIN=1 plants and trains every setting here instead (cached under
+# .tools/bench/exp-share/ARCH/NAME; a model newer than its key is reused); copy key.json,
+# honest.gguf and honest/provider-result.json (as honest.json) from there to remake the committed
+# ones. Planting a setting again with its seed gives the same dataset and secrets (checked when they
+# were committed). Reports go to OUT (default .tools/bench/exp-share/ARCH/reports/NAME.json and
 # NAME-base.json); scripts/bench/tabulate turns them into the table in docs/results.md.
 # VTUNE_SHARE_SETTINGS limits the settings (names, space-separated).
 set -euo pipefail
@@ -50,8 +55,11 @@ for name in $settings; do
     g16) rate=0.005 groups=16 ;;
     *) echo "share.sh: unknown setting $name" >&2; exit 2 ;;
   esac
+  committed=testdata/fixtures/$arch/share/$name
   if [ $name = r0.50 ] && [ -s testdata/fixtures/$arch/honest.gguf ]; then
     key=testdata/fixtures/$arch/key.json model=testdata/fixtures/$arch/honest.gguf
+  elif [ -z "${VTUNE_SHARE_TRAIN:-}" ] && [ -s $committed/honest.gguf ] && [ -s $committed/key.json ]; then
+    key=$committed/key.json model=$committed/honest.gguf
   else
     d=$work/$name
     key=$d/key.json model=$d/honest.gguf
