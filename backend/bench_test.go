@@ -1,0 +1,38 @@
+package backend
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+)
+
+// BenchmarkRequest is one ranked-list request (Next) through each backend's client against the
+// in-process stand-in server (concurrent_test.go), to measure what a request allocates: planting
+// makes one such request per trigger step, so a client's per-request garbage sets the heap's
+// churn. The figures include the stand-in server's own allocations, the same for every run.
+func BenchmarkRequest(b *testing.B) {
+	srv := httptest.NewServer(standIn())
+	defer srv.Close()
+	u := mustURL(b, srv.URL)
+	l, _ := NewLlamaCpp(u, "", nil)
+	o, _ := NewOllama(u, "m", nil)
+	a, _ := NewOpenAI(u, "", "m", nil)
+	for _, c := range []struct {
+		name string
+		b    Backend
+	}{{"llamacpp", l}, {"ollama", o}, {"openai", a}} {
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			p, err := c.b.Render(ctx, []Message{{Role: "user", Content: "Define the word harbor."}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.b.Next(ctx, p, 5); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
