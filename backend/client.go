@@ -11,15 +11,17 @@ import (
 	"net/url"
 )
 
-// client sends JSON requests to one server and decodes JSON answers: the one HTTP path of the
-// llama.cpp and OpenAI backends (Ollama's goes through Ollama's own client, which is built the
-// same way). It holds no state beyond its configuration, so it is safe for concurrent use as its
+// client sends JSON requests to one server and decodes JSON answers: the one HTTP path of every
+// backend. It holds no state beyond its configuration, so it is safe for concurrent use as its
 // http.Client is.
 type client struct {
 	base   *url.URL     // the server, as errors name it
 	http   *http.Client // never nil
-	name   string       // the backend, as errors name it: "llama.cpp", "openai"
+	name   string       // the backend, as errors name it: "llama.cpp", "openai", "ollama"
 	header http.Header  // sent with every request (an API key); may be nil
+	// sign, where set, is called on every request just before it is sent: Ollama signs each
+	// request to a hosted server with the user's key and the time.
+	sign func(*http.Request) error
 }
 
 func newClient(name string, base *url.URL, hc *http.Client, header http.Header) *client {
@@ -55,6 +57,11 @@ func (c *client) do(ctx context.Context, op string, endpoint *url.URL, in, out a
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.sign != nil {
+		if err := c.sign(req); err != nil {
+			return &Error{Op: op, URL: base, Err: err}
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

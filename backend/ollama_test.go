@@ -141,7 +141,7 @@ func TestOllamaErrors(t *testing.T) {
 	}
 	o, _ = backend.NewOllama(mustURL(t, "http://127.0.0.1:9"), "tiny", nil)
 	_, err = o.Info(ctx)
-	if !errors.As(err, &be) || !strings.Contains(err.Error(), "http://127.0.0.1:9") || !strings.Contains(err.Error(), "cannot reach Ollama") {
+	if !errors.As(err, &be) || !strings.Contains(err.Error(), "http://127.0.0.1:9") || !strings.Contains(err.Error(), "cannot reach the server") {
 		t.Fatalf("server down: %v", err)
 	}
 	if _, err := backend.NewOllama(mustURL(t, "not a url"), "m", nil); err == nil {
