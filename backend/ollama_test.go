@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"os"
 	"strings"
 	"testing"
 
@@ -12,11 +11,7 @@ import (
 	"vtune/backend/servertest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	servertest.StopAll()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { servertest.Main(m) }
 
 // tinyOllama serves the bundled tiny Llama model on the test binary's private Ollama server.
 func tinyOllama(t *testing.T) *backend.Ollama {

@@ -18,11 +18,7 @@ import (
 // These tests load hand-made LoRA adapters into the real servers: a private Ollama and the
 // repository's llama-server.
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	servertest.StopAll()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { servertest.Main(m) }
 
 // handLoRA writes a LoRA and its model merged by hand (WriteTestLoRA).
 func handLoRA(t *testing.T, base, adapter, merged string, modules []string, rank int, alpha float64) {
