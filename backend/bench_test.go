@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"net/http/httptest"
 	"testing"
 )
 
@@ -13,12 +12,7 @@ import (
 // 64 tokens with their ranked lists; the stand-in ranks 5 tokens, not 20). The figures include
 // the stand-in server's own allocations, the same for every run.
 func BenchmarkRequest(b *testing.B) {
-	srv := httptest.NewServer(standIn())
-	defer srv.Close()
-	u := mustURL(b, srv.URL)
-	l, _ := NewLlamaCpp(u, "", nil)
-	o, _ := NewOllama(u, "m", nil)
-	a, _ := NewOpenAI(u, "", "m", nil)
+	l, o, a := standIns(b)
 	for _, c := range []struct {
 		name string
 		b    Backend

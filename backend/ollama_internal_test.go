@@ -27,11 +27,7 @@ func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the real Ollama server")
 	}
-	srv := servertest.StartOllama(t)
-	o, err := NewOllama(mustURL(t, srv.URL), srv.Create(t, "tiny-llama", "tiny-llama.Modelfile"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := tinyOllamaHere(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	p, err := o.Render(ctx, []Message{{Role: "user", Content: "Define the word harbor."}})
@@ -93,6 +89,17 @@ func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
 	}
 }
 
+// tinyOllamaHere serves the bundled tiny Llama model on the test binary's private Ollama server.
+func tinyOllamaHere(t *testing.T) *Ollama {
+	t.Helper()
+	srv := servertest.StartOllama(t)
+	o, err := NewOllama(mustURL(t, srv.URL), srv.Create(t, "tiny-llama", "tiny-llama.Modelfile"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
 // OLLAMA_HOST is read as the ollama command reads it (issue: "127.0.0.1" dialled port 80), and a
 // URL pasted with the API's path still reaches the server's root.
 func TestOllamaURLs(t *testing.T) {
@@ -124,11 +131,7 @@ func TestOllamaConcurrent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the real Ollama server")
 	}
-	srv := servertest.StartOllama(t)
-	o, err := NewOllama(mustURL(t, srv.URL), srv.Create(t, "tiny-llama", "tiny-llama.Modelfile"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := tinyOllamaHere(t)
 	// Ollama is slow on a busy machine (a request can take a second): fewer at once.
 	hammer(t, o, 3, 1)
 }
