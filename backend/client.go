@@ -9,17 +9,20 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync"
 )
 
-// client sends JSON requests to one server and decodes JSON answers: the one HTTP path of the
-// llama.cpp and OpenAI backends (Ollama's goes through Ollama's own client, which is built the
-// same way). It holds no state beyond its configuration, so it is safe for concurrent use as its
+// client sends JSON requests to one server and decodes JSON answers: the one HTTP path of every
+// backend. It holds no state beyond its configuration, so it is safe for concurrent use as its
 // http.Client is.
 type client struct {
 	base   *url.URL     // the server, as errors name it
 	http   *http.Client // never nil
-	name   string       // the backend, as errors name it: "llama.cpp", "openai"
+	name   string       // the backend, as errors name it: "llama.cpp", "openai", "ollama"
 	header http.Header  // sent with every request (an API key); may be nil
+	// sign, where set, is called on every request just before it is sent: Ollama signs each
+	// request to a hosted server with the user's key and the time.
+	sign func(*http.Request) error
 }
 
 func newClient(name string, base *url.URL, hc *http.Client, header http.Header) *client {
@@ -56,6 +59,11 @@ func (c *client) do(ctx context.Context, op string, endpoint *url.URL, in, out a
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.sign != nil {
+		if err := c.sign(req); err != nil {
+			return &Error{Op: op, URL: base, Err: err}
+		}
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -71,7 +79,10 @@ func (c *client) do(ctx context.Context, op string, endpoint *url.URL, in, out a
 		return &Error{Op: op, URL: base, Err: fmt.Errorf("cannot reach the server: %v (is it running?)", err)}
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	buf := answers.Get().(*bytes.Buffer)
+	defer putAnswer(buf)
+	_, err = buf.ReadFrom(resp.Body)
+	data := buf.Bytes() // nothing keeps it: decoding and error messages copy what they use
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -85,6 +96,22 @@ func (c *client) do(ctx context.Context, op string, endpoint *url.URL, in, out a
 		return &Error{Op: op, URL: base, Err: fmt.Errorf("%s %s: bad answer: %v: %.200q", method, endpoint, err, data)}
 	}
 	return nil
+}
+
+// answers holds the buffers that answers are read into. An answer is decoded and dropped at once,
+// so one buffer can serve request after request (sync.Pool keeps that safe across goroutines)
+// instead of each request growing its own from nothing.
+var answers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooled: a buffer grown past this by one unusual answer goes to the collector rather than
+// staying in memory for the small answers after it.
+const maxPooled = 1 << 20
+
+func putAnswer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooled {
+		b.Reset()
+		answers.Put(b)
+	}
 }
 
 // HTTPError is a server's non-2xx answer. It sits inside an *Error so callers can branch on the

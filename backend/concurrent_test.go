@@ -19,15 +19,21 @@ import (
 // are small stand-ins that answer in each API's shape; the tests against the real servers run the
 // same hammer (TestLlamaCppConcurrent, TestOllamaConcurrent).
 func TestConcurrentUse(t *testing.T) {
-	srv := httptest.NewServer(standIn())
-	defer srv.Close()
-	u := mustURL(t, srv.URL)
-	l, _ := NewLlamaCpp(u, "", nil)
-	o, _ := NewOllama(u, "m", nil)
-	a, _ := NewOpenAI(u, "", "m", nil)
+	l, o, a := standIns(t)
 	for name, b := range map[string]Backend{"llamacpp": l, "ollama": o, "openai": a} {
 		t.Run(name, func(t *testing.T) { hammer(t, b, 6, 2) })
 	}
+}
+
+// standIns starts the stand-in server for the test and returns a client of each backend on it.
+func standIns(tb testing.TB) (*LlamaCpp, *Ollama, *OpenAI) {
+	srv := httptest.NewServer(standIn())
+	tb.Cleanup(srv.Close)
+	u := mustURL(tb, srv.URL)
+	l, _ := NewLlamaCpp(u, "", nil)
+	o, _ := NewOllama(u, "m", nil)
+	a, _ := NewOpenAI(u, "", "m", nil)
+	return l, o, a
 }
 
 // hammer runs every method of b from several goroutines at once, rounds times over, and compares

@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/auth"
 	"github.com/ollama/ollama/envconfig"
 	"github.com/ollama/ollama/template"
 )
@@ -29,8 +31,10 @@ func OllamaURL() string {
 	return envconfig.Host().String()
 }
 
-// Ollama is a model served by an Ollama server, reached through Ollama's own Go client (built as
-// this package's JSON client is, and it carries Ollama's authentication for hosted servers).
+// Ollama is a model served by an Ollama server, reached through this package's JSON client with
+// Ollama's own request and answer types, and its authentication for hosted servers. Ollama's Go
+// client is not used for requests: it reads every generate answer, streamed or not, through a
+// scanner that allocates an 8 MB buffer per request, which made planting's heap churn.
 //
 // Every request is a raw generate on text rendered with the model's own chat template (the one the
 // server reports, executed by Ollama's template package, exactly as its chat endpoint would), so the
@@ -43,9 +47,9 @@ type Ollama struct {
 	// server's default.
 	KeepAlive *time.Duration
 
-	url    string
-	model  string
-	client *api.Client
+	url   string
+	model string
+	c     *client
 
 	mu   sync.Mutex // guards the model's description, read once by Info
 	info *ModelInfo
@@ -65,32 +69,43 @@ func NewOllama(base *url.URL, model string, hc *http.Client) (*Ollama, error) {
 	// The API's own path is a common paste ("http://host:11434/api"); the client adds it itself.
 	u := *base
 	u.Path = strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/api")
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	return &Ollama{url: u.String(), model: model, client: api.NewClient(&u, hc)}, nil
+	c := newClient("ollama", &u, hc, nil)
+	c.sign = signOllama(u.Path)
+	return &Ollama{url: u.String(), model: model, c: c}, nil
 }
 
-func (o *Ollama) fail(ctx context.Context, op string, err error) error {
-	var se api.StatusError
-	var ue *url.Error
-	switch {
-	case ctx.Err() != nil: // interrupted or out of time as a whole: not the server's failure
-		return ctx.Err()
-	case errors.As(err, &se) && se.StatusCode == http.StatusNotFound && strings.Contains(se.ErrorMessage, "not found"):
-		err = fmt.Errorf("model %q not found (create or pull it first)", o.model)
-	case errors.As(err, &se):
-		msg := oneLine(se.ErrorMessage, 200)
-		if msg == "" {
-			msg = se.Status
-		}
-		err = fmt.Errorf("HTTP %d: %s", se.StatusCode, msg)
-	case errors.As(err, &ue) && ue.Timeout():
-		err = fmt.Errorf("no answer in time: %v", ue.Err)
-	case errors.As(err, &ue):
-		err = fmt.Errorf("cannot reach Ollama: %v (is the server running?)", ue.Err)
+// do sends in to Ollama's endpoint at path ("api/show") and decodes the answer into out, as the
+// shared client does; a missing model is said as such.
+func (o *Ollama) do(ctx context.Context, op, path string, in, out any) error {
+	err := o.c.do(ctx, op, o.c.url(path), in, out)
+	var he *HTTPError
+	if errors.As(err, &he) && he.StatusCode == http.StatusNotFound && strings.Contains(he.Message, "not found") {
+		return &Error{Op: "ollama " + op, URL: o.url, Err: fmt.Errorf("model %q not found (create or pull it first)", o.model)}
 	}
-	return &Error{Op: "ollama " + op, URL: o.url, Err: err}
+	return err
+}
+
+// signOllama returns the signing that Ollama's own client does (api.Client.do): a request to
+// ollama.com, or any request when OLLAMA_AUTH is set, carries a token signed with the user's Ollama
+// key over the method, the API path and the time, which also goes in the query. base is the
+// server URL's own path, which the signed API path leaves out.
+func signOllama(base string) func(*http.Request) error {
+	return func(req *http.Request) error {
+		if !envconfig.UseAuth() && req.URL.Hostname() != "ollama.com" {
+			return nil
+		}
+		now := strconv.FormatInt(time.Now().Unix(), 10)
+		path := "/" + strings.TrimLeft(strings.TrimPrefix(req.URL.Path, base), "/")
+		token, err := auth.Sign(req.Context(), fmt.Appendf(nil, "%s,%s?ts=%s", req.Method, path, now))
+		if err != nil {
+			return fmt.Errorf("signing the request with the Ollama key: %w", err)
+		}
+		q := req.URL.Query()
+		q.Set("ts", now)
+		req.URL.RawQuery = q.Encode()
+		req.Header.Set("Authorization", token)
+		return nil
+	}
 }
 
 // Info implements Backend.
@@ -101,9 +116,9 @@ func (o *Ollama) Info(ctx context.Context) (ModelInfo, error) {
 	if cached != nil {
 		return *cached, nil
 	}
-	show, err := o.client.Show(ctx, &api.ShowRequest{Model: o.model})
-	if err != nil {
-		return ModelInfo{}, o.fail(ctx, "show", err)
+	var show api.ShowResponse
+	if err := o.do(ctx, "show", "api/show", &api.ShowRequest{Model: o.model}, &show); err != nil {
+		return ModelInfo{}, err
 	}
 	if show.Template == "" {
 		return ModelInfo{}, &Error{Op: "ollama show", URL: o.url, Err: fmt.Errorf("model %q has no chat template (renderer %q): vtune needs the template to build prompts", o.model, show.Renderer)}
@@ -118,7 +133,8 @@ func (o *Ollama) Info(ctx context.Context) (ModelInfo, error) {
 			info.Vocab = int(v)
 		}
 	}
-	if list, err := o.client.List(ctx); err == nil {
+	var list api.ListResponse
+	if o.do(ctx, "list", "api/tags", nil, &list) == nil {
 		for _, m := range list.Models {
 			if m.Name == o.model || m.Model == o.model || m.Name == o.model+":latest" {
 				info.Digest = m.Digest
@@ -164,7 +180,7 @@ func (o *Ollama) template(ctx context.Context) (*template.Template, error) {
 	return o.tmpl, nil
 }
 
-// generate runs one raw, non-streaming generate request.
+// generate runs one raw, non-streaming generate request: one JSON answer.
 func (o *Ollama) generate(ctx context.Context, prompt string, opts map[string]any, top int) (*api.GenerateResponse, error) {
 	stream := false
 	req := &api.GenerateRequest{
@@ -174,18 +190,11 @@ func (o *Ollama) generate(ctx context.Context, prompt string, opts map[string]an
 	if o.KeepAlive != nil {
 		req.KeepAlive = &api.Duration{Duration: *o.KeepAlive}
 	}
-	var out *api.GenerateResponse
-	err := o.client.Generate(ctx, req, func(r api.GenerateResponse) error {
-		out = &r
-		return nil
-	})
-	if err != nil {
-		return nil, o.fail(ctx, "generate", err)
+	var out api.GenerateResponse
+	if err := o.do(ctx, "generate", "api/generate", req, &out); err != nil {
+		return nil, err
 	}
-	if out == nil {
-		return nil, &Error{Op: "ollama generate", URL: o.url, Err: errors.New("empty response")}
-	}
-	return out, nil
+	return &out, nil
 }
 
 // greedyOptions really are greedy: without repeat_penalty 1 the llama.cpp runner applies 1.1 and the

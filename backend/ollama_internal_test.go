@@ -2,7 +2,18 @@ package backend
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,11 +27,7 @@ func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the real Ollama server")
 	}
-	srv := servertest.StartOllama(t)
-	o, err := NewOllama(mustURL(t, srv.URL), srv.Create(t, "tiny-llama", "tiny-llama.Modelfile"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := tinyOllamaHere(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	p, err := o.Render(ctx, []Message{{Role: "user", Content: "Define the word harbor."}})
@@ -82,6 +89,17 @@ func TestOllamaScoreTextFollowsGreedy(t *testing.T) {
 	}
 }
 
+// tinyOllamaHere serves the bundled tiny Llama model on the test binary's private Ollama server.
+func tinyOllamaHere(t *testing.T) *Ollama {
+	t.Helper()
+	srv := servertest.StartOllama(t)
+	o, err := NewOllama(mustURL(t, srv.URL), srv.Create(t, "tiny-llama", "tiny-llama.Modelfile"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
 // OLLAMA_HOST is read as the ollama command reads it (issue: "127.0.0.1" dialled port 80), and a
 // URL pasted with the API's path still reaches the server's root.
 func TestOllamaURLs(t *testing.T) {
@@ -113,11 +131,63 @@ func TestOllamaConcurrent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the real Ollama server")
 	}
-	srv := servertest.StartOllama(t)
-	o, err := NewOllama(mustURL(t, srv.URL), srv.Create(t, "tiny-llama", "tiny-llama.Modelfile"), nil)
+	o := tinyOllamaHere(t)
+	// Ollama is slow on a busy machine (a request can take a second): fewer at once.
+	hammer(t, o, 3, 1)
+}
+
+// With OLLAMA_AUTH set, every request carries the token Ollama's own client would send: the user's
+// key's signature over the method, the API path (without the base URL's own path) and the time
+// in the query.
+func TestOllamaSigns(t *testing.T) {
+	home := t.TempDir()
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Ollama is slow on a busy machine (a request can take a second): fewer at once.
-	hammer(t, o, 3, 1)
+	os.Mkdir(filepath.Join(home, ".ollama"), 0o700)
+	if err := os.WriteFile(filepath.Join(home, ".ollama", "id_ed25519"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	var mu sync.Mutex
+	signed := map[string]bool{}
+	inner := standIn()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := strings.TrimPrefix(r.URL.Path, "/proxy")
+		_, sig, _ := strings.Cut(r.Header.Get("Authorization"), ":")
+		blob, _ := base64.StdEncoding.DecodeString(sig)
+		mu.Lock()
+		signed[path] = ed25519.Verify(pub, fmt.Appendf(nil, "%s,%s?ts=%s", r.Method, path, r.URL.Query().Get("ts")), blob)
+		mu.Unlock()
+		r.URL.Path = path
+		inner.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+
+	for _, auth := range []string{"", "1"} {
+		t.Setenv("OLLAMA_AUTH", auth)
+		clear(signed)
+		o, _ := NewOllama(mustURL(t, srv.URL+"/proxy"), "m", nil)
+		p, err := o.Render(context.Background(), []Message{{Role: "user", Content: "hi"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.Greedy(context.Background(), p, 2); err != nil {
+			t.Fatal(err)
+		}
+		want := auth != ""
+		for _, path := range []string{"/api/show", "/api/tags", "/api/generate"} {
+			if ok, asked := signed[path]; !asked || ok != want {
+				t.Errorf("OLLAMA_AUTH=%q: %s asked %v, signed %v", auth, path, asked, ok)
+			}
+		}
+	}
+	// No key: a request that must be signed fails, saying why.
+	t.Setenv("HOME", t.TempDir())
+	o, _ := NewOllama(mustURL(t, srv.URL), "m", nil)
+	if _, err := o.Info(context.Background()); err == nil || !strings.Contains(err.Error(), "Ollama key") {
+		t.Errorf("no key: %v", err)
+	}
 }

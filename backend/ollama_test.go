@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"os"
 	"strings"
 	"testing"
 
@@ -12,11 +11,7 @@ import (
 	"vtune/backend/servertest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	servertest.StopAll()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { servertest.Main(m) }
 
 // tinyOllama serves the bundled tiny Llama model on the test binary's private Ollama server.
 func tinyOllama(t *testing.T) *backend.Ollama {
@@ -141,7 +136,7 @@ func TestOllamaErrors(t *testing.T) {
 	}
 	o, _ = backend.NewOllama(mustURL(t, "http://127.0.0.1:9"), "tiny", nil)
 	_, err = o.Info(ctx)
-	if !errors.As(err, &be) || !strings.Contains(err.Error(), "http://127.0.0.1:9") || !strings.Contains(err.Error(), "cannot reach Ollama") {
+	if !errors.As(err, &be) || !strings.Contains(err.Error(), "http://127.0.0.1:9") || !strings.Contains(err.Error(), "cannot reach the server") {
 		t.Fatalf("server down: %v", err)
 	}
 	if _, err := backend.NewOllama(mustURL(t, "not a url"), "m", nil); err == nil {

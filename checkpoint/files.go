@@ -215,31 +215,19 @@ func convertError(err error) error {
 
 // convertModel converts a Hugging Face folder to a GGUF in tmp with Ollama's converter, exactly
 // as `ollama create` does, and returns its path.
-func convertModel(dir, tmp string) (path string, err error) {
-	out, err := os.CreateTemp(tmp, "vtune-ckpt-*.gguf")
-	if err != nil {
-		return "", fmt.Errorf("converting %s: %w", dir, err)
-	}
-	defer func() {
-		out.Close()
-		if err != nil {
-			os.Remove(out.Name())
+func convertModel(dir, tmp string) (string, error) {
+	return convertInto(dir, tmp, "vtune-ckpt-*.gguf", func(out *os.File) error {
+		if err := convert.ConvertModel(os.DirFS(dir), out); err != nil {
+			return bad(dir, "cannot convert: %v", convertError(convertIOError(err)))
 		}
-	}()
-	// The converter trusts its input; a damaged safetensors file can make it panic.
-	defer func() {
-		if r := recover(); r != nil {
-			err = bad(dir, "cannot convert (corrupt or truncated safetensors?): %v", r)
-		}
-	}()
-	if err := convert.ConvertModel(os.DirFS(dir), out); err != nil {
-		return "", bad(dir, "cannot convert: %v", convertError(convertIOError(err)))
-	}
-	return out.Name(), out.Close()
+		return nil
+	}, func(r any) error {
+		return bad(dir, "cannot convert (corrupt or truncated safetensors?): %v", r)
+	})
 }
 
 // convertAdapter converts a PEFT LoRA folder to a GGUF adapter for the base GGUF.
-func convertAdapter(dir, baseGGUF, tmp string) (path string, err error) {
+func convertAdapter(dir, baseGGUF, tmp string) (string, error) {
 	r, err := os.Open(baseGGUF)
 	if err != nil {
 		return "", err
@@ -252,23 +240,35 @@ func convertAdapter(dir, baseGGUF, tmp string) (path string, err error) {
 	if a := g.KV().Architecture(); !slices.Contains(adapterRoutes, a) {
 		return "", bad(dir, "unsupported architecture %q for a safetensors adapter: Ollama's converter handles llama and gemma2 adapters; convert it to a GGUF adapter yourself", a)
 	}
-	out, err := os.CreateTemp(tmp, "vtune-adapter-*.gguf")
+	return convertInto(dir, tmp, "vtune-adapter-*.gguf", func(out *os.File) error {
+		if err := convert.ConvertAdapter(os.DirFS(dir), out, g.KV()); err != nil {
+			return bad(dir, "cannot convert adapter: %v", convertIOError(err))
+		}
+		return nil
+	}, func(r any) error {
+		return bad(dir, "cannot convert adapter (corrupt, or made for another base?): %v", r)
+	})
+}
+
+// convertInto runs conv, converting dir, on a new file in tmp named after pattern and returns its
+// path; on any failure the file is removed. Ollama's converters trust their input and a damaged file can make
+// them panic: a panic becomes the error panicked makes of it.
+func convertInto(dir, tmp, pattern string, conv func(*os.File) error, panicked func(any) error) (path string, err error) {
+	out, err := os.CreateTemp(tmp, pattern)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("converting %s: %w", dir, err)
 	}
 	defer func() {
+		if r := recover(); r != nil {
+			path, err = "", panicked(r)
+		}
 		out.Close()
 		if err != nil {
 			os.Remove(out.Name())
 		}
 	}()
-	defer func() {
-		if r := recover(); r != nil {
-			err = bad(dir, "cannot convert adapter (corrupt, or made for another base?): %v", r)
-		}
-	}()
-	if err := convert.ConvertAdapter(os.DirFS(dir), out, g.KV()); err != nil {
-		return "", bad(dir, "cannot convert adapter: %v", convertIOError(err))
+	if err := conv(out); err != nil {
+		return "", err
 	}
 	return out.Name(), out.Close()
 }

@@ -130,6 +130,14 @@ func (o *Ollama) CreateFrom(t testing.TB, name, mf string) string {
 	return name
 }
 
+// Main runs a test binary's tests and then stops the servers they started: a package whose tests
+// use these servers calls it from its TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	StopAll()
+	os.Exit(code)
+}
+
 // StopAll stops the servers this test binary started and removes their state.
 func StopAll() {
 	if ollama != nil {

@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"io"
-	"math"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +18,7 @@ import (
 
 	"vtune/backend"
 	"vtune/backend/servertest"
+	"vtune/checkpoint"
 	"vtune/verifier"
 )
 
@@ -333,7 +329,10 @@ func TestCheckpointAdapter(t *testing.T) {
 	dir := t.TempDir()
 	hf := servertest.Model("tiny-llama-hf")
 	adapter, merged := filepath.Join(dir, "adapter"), filepath.Join(dir, "merged")
-	makeLoRA(t, hf, adapter, merged)
+	// A rank-4 LoRA on every layer's v_proj and o_proj, and the model merged from it by hand.
+	if err := checkpoint.WriteTestLoRA(hf, adapter, merged, []string{"v_proj", "o_proj"}, 4, 8); err != nil {
+		t.Fatal(err)
+	}
 
 	_, base, _ := verifyJSON(t, "-k", key, "--url", srv.URL, "-m", "tiny-llama", "--reveal", "--llr=false")
 	for _, server := range [][]string{{"--url", srv.URL}, {"--backend", "llamacpp"}} {
@@ -438,185 +437,6 @@ type sectionWriter struct{ r *io.SectionReader }
 
 func (w sectionWriter) WriteTo(out io.Writer) (int64, error) {
 	return io.Copy(out, io.NewSectionReader(w.r, 0, w.r.Size()))
-}
-
-// makeLoRA writes a rank-4 LoRA on every layer's v_proj and o_proj in PEFT's layout, and the
-// Hugging Face folder of the model merged from it: W' = W + (alpha/r) B A, rounded to the base's F16.
-func makeLoRA(t *testing.T, base, adapter, merged string) {
-	t.Helper()
-	const rank, alpha = 4, 8
-	tensors, order := readSafetensors(t, filepath.Join(base, "model.safetensors"))
-	os.MkdirAll(adapter, 0o755)
-	os.MkdirAll(merged, 0o755)
-	rng := rand.New(rand.NewPCG(1, 2))
-	lora := map[string]stTensor{}
-	var loraOrder []string
-	for _, name := range order {
-		if !strings.HasSuffix(name, "self_attn.v_proj.weight") && !strings.HasSuffix(name, "self_attn.o_proj.weight") {
-			continue
-		}
-		w := tensors[name]
-		out, in := w.shape[0], w.shape[1]
-		a, b := make([]float32, rank*in), make([]float32, out*rank)
-		for i := range a {
-			a[i] = float32(rng.NormFloat64() * 0.15)
-		}
-		for i := range b {
-			b[i] = float32(rng.NormFloat64() * 0.15)
-		}
-		for o := 0; o < out; o++ {
-			for i := 0; i < in; i++ {
-				var d float32
-				for r := 0; r < rank; r++ {
-					d += b[o*rank+r] * a[r*in+i]
-				}
-				w.data[o*in+i] += float32(alpha) / rank * d
-			}
-		}
-		stem := "base_model.model." + strings.TrimSuffix(name, ".weight")
-		lora[stem+".lora_A.weight"] = stTensor{shape: []int{rank, in}, data: a, dtype: "F32"}
-		lora[stem+".lora_B.weight"] = stTensor{shape: []int{out, rank}, data: b, dtype: "F32"}
-		loraOrder = append(loraOrder, stem+".lora_A.weight", stem+".lora_B.weight")
-	}
-	writeSafetensors(t, filepath.Join(adapter, "adapter_model.safetensors"), lora, loraOrder)
-	cfg := fmt.Sprintf(`{"peft_type":"LORA","r":%d,"lora_alpha":%d,"target_modules":["v_proj","o_proj"],"base_model_name_or_path":"tiny-llama"}`, rank, alpha)
-	os.WriteFile(filepath.Join(adapter, "adapter_config.json"), []byte(cfg), 0o644)
-	writeSafetensors(t, filepath.Join(merged, "model.safetensors"), tensors, order)
-	for _, f := range []string{"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"} {
-		b, err := os.ReadFile(filepath.Join(base, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(merged, f), b, 0o644)
-	}
-}
-
-type stTensor struct {
-	dtype string
-	shape []int
-	data  []float32
-}
-
-func readSafetensors(t *testing.T, path string) (map[string]stTensor, []string) {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := binary.LittleEndian.Uint64(raw)
-	var hdr map[string]json.RawMessage
-	if err := json.Unmarshal(raw[8:8+n], &hdr); err != nil {
-		t.Fatal(err)
-	}
-	body := raw[8+n:]
-	out := map[string]stTensor{}
-	var order []string
-	for name, v := range hdr {
-		if name == "__metadata__" {
-			continue
-		}
-		var info struct {
-			Dtype   string `json:"dtype"`
-			Shape   []int  `json:"shape"`
-			Offsets [2]int `json:"data_offsets"`
-		}
-		json.Unmarshal(v, &info)
-		b := body[info.Offsets[0]:info.Offsets[1]]
-		st := stTensor{dtype: info.Dtype, shape: info.Shape}
-		switch info.Dtype {
-		case "F16":
-			for i := 0; i+1 < len(b); i += 2 {
-				st.data = append(st.data, halfToFloat(binary.LittleEndian.Uint16(b[i:])))
-			}
-		case "F32":
-			for i := 0; i+3 < len(b); i += 4 {
-				st.data = append(st.data, math.Float32frombits(binary.LittleEndian.Uint32(b[i:])))
-			}
-		default:
-			t.Fatalf("%s: dtype %s", name, info.Dtype)
-		}
-		out[name] = st
-		order = append(order, name)
-	}
-	sort.Strings(order)
-	return out, order
-}
-
-func writeSafetensors(t *testing.T, path string, ts map[string]stTensor, order []string) {
-	t.Helper()
-	hdr := map[string]any{}
-	var body []byte
-	for _, name := range order {
-		st := ts[name]
-		start := len(body)
-		for _, f := range st.data {
-			if st.dtype == "F16" {
-				body = binary.LittleEndian.AppendUint16(body, floatToHalf(f))
-			} else {
-				body = binary.LittleEndian.AppendUint32(body, math.Float32bits(f))
-			}
-		}
-		hdr[name] = map[string]any{"dtype": st.dtype, "shape": st.shape, "data_offsets": []int{start, len(body)}}
-	}
-	h, _ := json.Marshal(hdr)
-	for len(h)%8 != 0 {
-		h = append(h, ' ')
-	}
-	out := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
-	out = append(append(out, h...), body...)
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func halfToFloat(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | man<<13)
-	case exp != 0:
-		return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
-	case man == 0:
-		return math.Float32frombits(sign)
-	}
-	f := float32(man) / (1 << 24)
-	if sign != 0 {
-		f = -f
-	}
-	return f
-}
-
-// floatToHalf rounds to the nearest binary16 (ties to even); the values here are small and normal.
-func floatToHalf(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int((b>>23)&0xff) - 127 + 15
-	man := b & 0x7fffff
-	switch {
-	case exp >= 0x1f:
-		return sign | 0x7c00
-	case exp <= 0:
-		if exp < -10 {
-			return sign
-		}
-		man |= 0x800000
-		shift := uint(14 - exp)
-		h := uint16(man >> shift)
-		rem := man & (1<<shift - 1)
-		half := uint32(1) << (shift - 1)
-		if rem > half || (rem == half && h&1 == 1) {
-			h++
-		}
-		return sign | h
-	}
-	h := sign | uint16(exp)<<10 | uint16(man>>13)
-	rem := man & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
-		h++
-	}
-	return h
 }
 
 // TestNoLlamaServer: on a machine whose PATH has no llama-server, away from this repository, a

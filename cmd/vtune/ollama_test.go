@@ -13,11 +13,7 @@ import (
 	"vtune/verifier"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	servertest.StopAll()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { servertest.Main(m) }
 
 // head copies the first n lines of a bundled dataset into dir.
 func head(t *testing.T, src, dir string, n int) string {
