@@ -29,7 +29,7 @@ for arch in "${archs[@]}"; do
   t0=$(date +%s)
   rm -rf "$out/plots-$arch"
   # exit 1 (some model not verified) is the expected outcome; 2 and 3 are failures.
-  bin/vtune verify -q --json -k $f/key.json --backend llamacpp --models "$list" \
+  bin/vtune verify -q --json -k $f/key.json --backend llamacpp --models "$list" --parallel 4 \
     --quantize Q8_0,Q4_K_M,Q4_0 --plot "$out/plots-$arch" >"$out/$arch.json.tmp" || [ $? -le 1 ]
   mv "$out/$arch.json.tmp" "$out/$arch.json"
   echo "   $(($(date +%s) - t0)) s" >&2

@@ -41,7 +41,7 @@ settings=${VTUNE_SHARE_SETTINGS:-"r0.10 r0.25 r0.50 r1.00 g4 g16"}
 make -s build
 
 verify() { # key model report: exit 0 or 1 are both results
-  bin/vtune verify -q --json -k "$1" --backend llamacpp --checkpoint "$2" >"$3.tmp" || [ $? -le 1 ]
+  bin/vtune verify -q --json -k "$1" --backend llamacpp --checkpoint "$2" --parallel 4 >"$3.tmp" || [ $? -le 1 ]
   mv "$3.tmp" "$3"
 }
 
