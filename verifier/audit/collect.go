@@ -11,7 +11,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"vtune/backend"
 	"vtune/verifier"
 )
 
@@ -109,6 +108,7 @@ type hasher struct {
 	seed       maphash.Seed
 	signatures []string
 	h          maphash.Hash
+	layout     layoutScanner
 }
 
 // hash is a 64-bit hash of s, never 0, which marks "no value". Two different texts among the
@@ -141,8 +141,9 @@ func (h *hasher) features(raw []byte, turns string, user, answer string, buf []u
 	at := len(buf)
 	f.user, buf = h.heads(user, buf)
 	f.heads = buf[at:]
-	st, order, keys := scanLayout(raw, turns)
-	f.style, f.order, f.keys = st, h.hash(order), h.hash(keys)
+	st, order, keys := h.layout.scan(raw, turns)
+	f.style = st
+	f.order, f.keys = max(maphash.Bytes(h.seed, order), 1), max(maphash.Bytes(h.seed, keys), 1)
 	return f, buf
 }
 
@@ -378,27 +379,17 @@ func (b *batch) features(h *hasher) {
 		r := verifier.Record{Raw: b.raw[start:end], Format: b.format}
 		start = end
 		var f features
-		prompt, answer, err := r.Conversation()
+		user, answer, ok := r.UserAndAnswer()
 		// A record without a prompt and answer (e.g. no assistant turn) has nothing to train
 		// on; planting skips it too.
-		if err == nil {
-			f, b.heads = h.features(r.Raw, turnsKey[r.Format], userText(prompt), answer, b.heads)
+		if ok {
+			f, b.heads = h.features(r.Raw, turnsKey[r.Format], user, answer, b.heads)
 		}
 		b.feats = append(b.feats, f)
-		b.ok = append(b.ok, err == nil)
+		b.ok = append(b.ok, ok)
 	}
 }
 
 // turnsKey names, per format, the top-level key whose array holds the turns: the layout attack
 // compares their key lists too.
 var turnsKey = map[verifier.Format]string{verifier.Chat: "messages", verifier.ShareGPT: "conversations"}
-
-// userText is the content of the last user turn: where planting appends the trigger.
-func userText(prompt []backend.Message) string {
-	for i := len(prompt) - 1; i >= 0; i-- {
-		if prompt[i].Role == "user" {
-			return prompt[i].Content
-		}
-	}
-	return ""
-}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"unicode"
 
+	"vtune/backend"
 	"vtune/verifier"
 )
 
@@ -423,4 +424,14 @@ func TestBoundedMatchesExact(t *testing.T) {
 			t.Errorf("%s flags nothing: the comparison tests nothing", attacks[a].name)
 		}
 	}
+}
+
+// userText is, for the exact audit, the content of the last user turn: where planting appends the trigger.
+func userText(prompt []backend.Message) string {
+	for i := len(prompt) - 1; i >= 0; i-- {
+		if prompt[i].Role == "user" {
+			return prompt[i].Content
+		}
+	}
+	return ""
 }
