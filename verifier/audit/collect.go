@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"unicode"
@@ -88,6 +89,10 @@ func (s *spill) close() {
 // buffer returns the buffer of n values that the attacks take in turn.
 func (s *spill) buffer() []uint64 {
 	if s.buf == nil {
+		// Reading the dataset left the heap with pages of freed batches and records that the
+		// buffer, one piece, cannot reuse: given back to the system first, they do not add to
+		// the peak.
+		debug.FreeOSMemory()
 		s.buf = make([]uint64, s.n)
 	}
 	return s.buf
