@@ -24,11 +24,14 @@ type attack struct {
 // attacks lists the scans in the order the report shows them, cheapest first.
 var attacks = []attack{
 	{"identical answers >= 2", "the exact answer text occurs in 2 or more records",
-		func(s *spill) (bitset, error) { return byCount(s, s.answer, 2) }},
+		func(s *spill) (bitset, error) { return identicalAnswers(s, 0) }},
 	{"identical answers >= 3", "the exact answer text occurs in 3 or more records",
-		func(s *spill) (bitset, error) { return byCount(s, s.answer, 3) }},
+		func(s *spill) (bitset, error) { return identicalAnswers(s, 1) }},
 	{"shared answer prefix", fmt.Sprintf("the answer's first %d bytes (answers that long or longer) start %d or more answers", prefixBytes, prefixShared),
-		func(s *spill) (bitset, error) { return byCount(s, s.prefix, prefixShared) }},
+		func(s *spill) (bitset, error) {
+			f, err := byCount(s, s.prefix, prefixShared, 0)
+			return f[0], err
+		}},
 	{"repeated prompt endings", fmt.Sprintf("the user text's last %d words end %d or more user texts that differ before them", endingWords, endingShared),
 		repeatedEndings},
 	{"prompt pairs", fmt.Sprintf("the user text is another record's user text plus up to %d more words", maxSuffixWords),
@@ -46,20 +49,40 @@ var attacks = []attack{
 // million records): the counts come from sorting all of a column's hashes, never from a sample
 // or a sketch.
 
-// byCount flags the records whose hash (0: none) is shared by at least atLeast records: "drop every
-// answer that occurs N times" is the cheapest scan a provider can run. The column is sorted once
-// to count each value; only the values that occur often enough are kept to look records up in.
-func byCount(s *spill, c *column, atLeast int) (bitset, error) {
+// identicalAnswers returns the records whose answer occurs at least 2 (which 0) or 3 (which 1)
+// times: one sort of the answers serves both attacks.
+func identicalAnswers(s *spill, which int) (bitset, error) {
+	if s.identical[which] == nil {
+		f, err := byCount(s, s.answer, 2, 3)
+		if err != nil {
+			return nil, err
+		}
+		s.identical = f
+	}
+	f := s.identical[which]
+	s.identical[which] = nil
+	return f, nil
+}
+
+// byCount flags the records whose hash (0: none) is shared by at least atLeast records, and, in a
+// second set when also is not 0, those shared by at least also records: "drop every answer that occurs N times" is the cheapest scan
+// a provider can run. The column is sorted once to count each value; only the values that occur
+// often enough are kept to look records up in.
+func byCount(s *spill, c *column, atLeast, also int) ([2]bitset, error) {
+	var out [2]bitset
 	v, err := c.load(s.buffer())
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	vals, _ := groups(v, atLeast)
+	vals, count := groups(v, atLeast)
 	set := newHashSet(vals)
-	out := newBitset(s.n)
+	out[0], out[1] = newBitset(s.n), newBitset(s.n)
 	err = c.each(s.n, func(i int, h uint64) {
-		if _, ok := set.find(h); ok {
-			out.set(i)
+		if j, ok := set.find(h); ok {
+			out[0].set(i)
+			if also > 0 && int(count[j]) >= also {
+				out[1].set(i)
+			}
 		}
 	})
 	return out, err

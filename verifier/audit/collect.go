@@ -52,7 +52,8 @@ type spill struct {
 	layoutN    []int           // per layout id, its records
 	layoutID   map[[2]uint64]uint32
 
-	buf []uint64 // n values: the attacks' one large buffer, taken in turn
+	buf       []uint64  // n values: the attacks' one large buffer, taken in turn
+	identical [2]bitset // identical answers >= 2 and >= 3, found together, until taken
 }
 
 // columns lists the spill's columns, for creating, flushing and closing them.
