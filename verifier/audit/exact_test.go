@@ -61,7 +61,7 @@ type exactCollector struct {
 	f          *exactFeatures
 	signatures []string
 	seeds      [2]maphash.Seed
-	h          maphash.Hash
+	h          hasher // its running hash, for the user texts and their prefixes
 
 	answers, prefixes, endings exactInterner[[2]uint64]
 	orders, keySets            exactInterner[string]
@@ -72,7 +72,7 @@ func newExactCollector(key *verifier.Key) *exactCollector {
 		f:     &exactFeatures{user: map[uint64]struct{}{}, headStart: []int32{0}},
 		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 	}
-	c.h.SetSeed(c.seeds[0])
+	c.h.h.SetSeed(c.seeds[0])
 	for _, g := range key.PlantedGroups() {
 		if g.Signature != "" { // an empty signature would label every record planted
 			c.signatures = append(c.signatures, g.Signature)
@@ -127,22 +127,13 @@ func (c *exactCollector) add(raw []byte, turns string, user, answer string) {
 	f.keys = append(f.keys, c.keySets.id(keys))
 }
 
-// addHeads hashes the user text whole (trailing white space trimmed) and each of its prefixes that
-// ends at a word and drops at most maxSuffixWords words, all with one running hash: the cost is
-// one pass over the text however many prefixes there are.
+// addHeads notes the hashes of the user text and of its prefixes, as the bounded audit computes
+// them (hasher.heads).
 func (c *exactCollector) addHeads(user string) {
 	f := c.f
-	user = strings.TrimRightFunc(user, unicode.IsSpace)
-	ends := wordEnds(user, maxSuffixWords)
-	c.h.Reset()
-	at := 0
-	for i := len(ends) - 1; i >= 0; i-- { // ends run from the last word backwards
-		c.h.WriteString(user[at:ends[i]])
-		at = ends[i]
-		f.headHash = append(f.headHash, c.h.Sum64())
-	}
-	c.h.WriteString(user[at:])
-	f.user[c.h.Sum64()] = struct{}{}
+	var u uint64
+	u, f.headHash = c.h.heads(user, f.headHash)
+	f.user[u] = struct{}{}
 	f.headStart = append(f.headStart, int32(len(f.headHash)))
 }
 
