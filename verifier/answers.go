@@ -82,34 +82,114 @@ func stringFields(b []byte, fs *recordFields, fields fieldSet, answer field) (sp
 // must be an object whose role and content, when present, are strings given once, the role
 // without escapes.
 func chatAnswer(b []byte, fs *recordFields) (span [2]int, has, sure bool) {
+	span, _, has, sure = chatTurns(b, fs)
+	return span, has, sure
+}
+
+// chatTurns is chatAnswer, also giving the span of the last user turn's content (empty for an
+// absent one, which decodes to "").
+func chatTurns(b []byte, fs *recordFields) (span, user [2]int, has, sure bool) {
 	if fs.folded.has(fieldMessages) || fs.twice.has(fieldMessages) {
-		return span, false, false
+		return span, user, false, false
 	}
 	i := int(fs.value[fieldMessages])
 	if b[i] != '[' {
-		return span, false, false
+		return span, user, false, false
 	}
-	n, user := 0, false
+	n, hasUser := 0, false
 	var role []byte
 	for i = skipSpace(b, i+1); b[i] != ']'; {
 		if b[i] != '{' {
-			return span, false, false
+			return span, user, false, false
 		}
 		if n > 0 && string(role) == "user" {
-			user = true // a user turn before this one
+			hasUser, user = true, span // a user turn before this one
 		}
 		n++
 		if role, span, i = chatMessage(b, i); i < 0 {
-			return span, false, false
+			return span, user, false, false
 		}
 		if i = skipSpace(b, i); b[i] == ',' {
 			i = skipSpace(b, i+1)
 		}
 	}
-	if n < 2 || string(role) != "assistant" || !user {
-		return [2]int{}, false, true
+	if n < 2 || string(role) != "assistant" || !hasUser {
+		return [2]int{}, [2]int{}, false, true
 	}
-	return span, true, true
+	return span, user, true, true
+}
+
+// UserAndAnswer returns what Conversation gives of the record as the content of the prompt's last
+// user turn ("" when it has none) and as the answer, and false when Conversation refuses the
+// record. The layouts almost all records have are read in place, as planting reads answers
+// (answerSpan), and only the rest are decoded by Conversation: for a scan of every record
+// (the audit), decoding is most of the cost.
+func (r Record) UserAndAnswer() (user, answer string, ok bool) {
+	var fs recordFields
+	if _, err := detectFormat(r.Raw, &fs); err == nil {
+		a, u, has, sure := turnSpans(r.Raw, r.Format, &fs)
+		if sure {
+			if !has {
+				return "", "", false
+			}
+			var buf []byte
+			if r.Format == Alpaca {
+				if input := unquoted(r.Raw, u[1], &buf); input != "" {
+					return unquoted(r.Raw, u[0], &buf) + "\n\n" + input, unquoted(r.Raw, a, &buf), true
+				}
+			}
+			return unquoted(r.Raw, u[0], &buf), unquoted(r.Raw, a, &buf), true
+		}
+	}
+	prompt, answer, err := r.Conversation()
+	if err != nil {
+		return "", "", false
+	}
+	if i := lastUser(prompt); i >= 0 {
+		user = prompt[i].Content
+	}
+	return user, answer, true
+}
+
+// turnSpans is answerSpan, also giving the spans of the user text: the last user turn's content
+// for chat, the prompt, or Alpaca's instruction and input, which Conversation joins.
+func turnSpans(b []byte, f Format, fs *recordFields) (answer [2]int, user [2][2]int, has, sure bool) {
+	if fs.odd {
+		return answer, user, false, false
+	}
+	str := func(f field) [2]int {
+		if !fs.keys.has(f) {
+			return [2]int{}
+		}
+		v := int(fs.value[f])
+		return [2]int{v, skipString(b, v)}
+	}
+	switch f {
+	case Chat:
+		answer, user[0], has, sure = chatTurns(b, fs)
+	case Alpaca:
+		if answer, has, sure = answerSpan(b, f, fs); sure {
+			user = [2][2]int{str(fieldInstruction), str(fieldInput)}
+		}
+	case PromptCompletion:
+		if answer, has, sure = answerSpan(b, f, fs); sure {
+			user[0] = str(fieldPrompt)
+		}
+	}
+	return answer, user, has, sure
+}
+
+// unquoted decodes the JSON string at span of b ("" for an empty span); buf is scratch space.
+func unquoted(b []byte, span [2]int, buf *[]byte) string {
+	if span[0] == span[1] {
+		return ""
+	}
+	quoted := b[span[0]:span[1]]
+	if s := quoted[1 : len(quoted)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+		return string(s)
+	}
+	*buf = appendUnquoted((*buf)[:0], quoted)
+	return string(*buf)
 }
 
 // chatMessage reads the valid message object at b[i]: its role, the span of its content, and the

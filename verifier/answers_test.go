@@ -43,6 +43,9 @@ var answerCases = []string{
 	`{"\u006dessages":[{"role":"user","content":"u"},{"role":"assistant","content":"a"}]}`,
 	"{\"messages\":[{\"role\":\"user\",\"content\":\"u\"},{\"role\":\"assistant\",\"content\":\"bad \xff utf-8 \xed\xa0\x80\"}]}",
 	`{"instruction":"i","input":"","output":"o"}`,
+	`{"instruction":"do \"this\"","input":"with \u00e9 é","output":"o"}`,
+	`{"messages":[{"role":"system","content":"s"},{"role":"user","content":"first"},{"role":"assistant","content":"x"},{"role":"user","content":"second \u00e9 \/"},{"role":"tool","content":"t"},{"role":"assistant","content":"a"}]}`,
+	`{"messages":[{"role":"user"},{"role":"assistant","content":"a"}]}`,
 	`{"instruction":"i","output":"o \/ \t"}`,
 	`{"instruction":"i","input":null,"output":"o"}`,
 	`{"instruction":"i","input":3,"output":"o"}`,
@@ -60,8 +63,9 @@ var answerCases = []string{
 	`{"conversations":[{"from":"human","value":"q"}]}`,
 }
 
-// TestAnswerMatchesConversation: the answer the scan reads is Conversation's, on the cases above,
-// the fuzz corpus and the dataset seeds, line by line; and the usual layouts are read in place.
+// TestAnswerMatchesConversation: the answer the scan reads is Conversation's, and so are the user
+// text and answer UserAndAnswer reads, on the cases above, the fuzz corpus and the dataset seeds, line
+// by line; and the usual layouts are read in place.
 func TestAnswerMatchesConversation(t *testing.T) {
 	var inputs [][]byte
 	for _, s := range answerCases {
@@ -94,13 +98,21 @@ func checkAnswer(t *testing.T, line []byte) {
 	rec := Record{Raw: line, Format: ft}
 	var ar answerReader
 	got, has := ar.answer(rec, &fs)
-	_, want, err := rec.Conversation()
+	prompt, want, err := rec.Conversation()
 	if has != (err == nil) || has && string(got) != want {
 		t.Fatalf("%q: answer %q (%v), Conversation gives %q (%v)", line, got, has, want, err)
 	}
+	var wantUser string
+	if i := lastUser(prompt); i >= 0 {
+		wantUser = prompt[i].Content
+	}
+	if u, a, ok := rec.UserAndAnswer(); ok != has || u != wantUser || a != want {
+		t.Fatalf("%q: UserAndAnswer gives %q, %q (%v); Conversation %q, %q (%v)", line, u, a, ok, wantUser, want, err)
+	}
 }
 
-// FuzzAnswer: for any record, the answer the scan reads is Conversation's.
+// FuzzAnswer: for any record, the answer the scan reads is Conversation's, and so are
+// UserAndAnswer's user text and answer.
 func FuzzAnswer(f *testing.F) {
 	for _, s := range answerCases {
 		f.Add([]byte(s))

@@ -90,13 +90,20 @@ func BenchmarkWritePlantedArray(b *testing.B) { benchWrite(b, benchArray(b, 64))
 // TestPlantLargeFile plants the dataset named by $VTUNE_LARGE_DATASET (JSON Lines or a JSON array)
 // with the in-process fake model, to measure what the data costs without a server: run the test
 // binary under /usr/bin/time for the peak memory. Skipped without the variable. It logs the time
-// each stage took; with the fake model, drawing secrets is mostly reading the hosts.
+// each stage took; with the fake model, drawing secrets is mostly reading the hosts. With
+// $VTUNE_LARGE_OUTPUT set, the planted dataset is written there and its key beside it (OUTPUT.key),
+// for the audit to be measured on them.
 func TestPlantLargeFile(t *testing.T) {
 	in := os.Getenv("VTUNE_LARGE_DATASET")
 	if in == "" {
 		t.Skip("set VTUNE_LARGE_DATASET to a large dataset file")
 	}
 	dir := t.TempDir()
+	out := filepath.Join(dir, "out"+filepath.Ext(in))
+	keyPath := filepath.Join(dir, "key.json")
+	if o := os.Getenv("VTUNE_LARGE_OUTPUT"); o != "" {
+		out, keyPath = o, o+".key"
+	}
 	p := Params{Groups: 8, Decoys: 4, K: 8, SigLen: 24, TriggerLen: 8, Rate: DefaultRate, Mode: "replace", Prompts: 1}
 	start := time.Now()
 	var stages []string
@@ -111,7 +118,7 @@ func TestPlantLargeFile(t *testing.T) {
 		}
 	}
 	_, sum, err := Plant(context.Background(), fake.New("base"), PlantOptions{
-		Input: in, Output: filepath.Join(dir, "out"+filepath.Ext(in)), KeyPath: filepath.Join(dir, "key.json"), Params: p,
+		Input: in, Output: out, KeyPath: keyPath, Params: p,
 		Progress: progress,
 	})
 	if err != nil {

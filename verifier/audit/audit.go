@@ -54,43 +54,52 @@ func Run(path string, key *verifier.Key) (*Report, error) {
 	if key == nil {
 		return nil, errors.New("audit: key is nil")
 	}
-	f, err := collect(path, key)
+	s, err := collect(path, key)
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{File: path, Records: f.n}
-	for _, p := range f.planted {
-		if p {
-			r.Planted++
-		}
+	defer s.close()
+	flags, err := runAttacks(s)
+	if err != nil {
+		return nil, err
 	}
-	r.Natural = r.Records - r.Planted
-	union := make([]bool, f.n)
+	return report(path, s, flags), nil
+}
+
+// runAttacks returns every attack's flags, in the order of attacks.
+func runAttacks(s *spill) ([]bitset, error) {
+	var flags []bitset
 	for _, a := range attacks {
-		flags := a.flag(f)
-		for i, x := range flags {
-			union[i] = union[i] || x
+		f, err := a.flag(s)
+		if err != nil {
+			return nil, err
 		}
-		r.Attacks = append(r.Attacks, r.score(a.name, a.description, flags, f.planted))
+		flags = append(flags, f)
 	}
-	r.Attacks = append(r.Attacks, r.score(AnyName, "flagged by at least one attack above", union, f.planted))
+	return flags, nil
+}
+
+// report scores the attacks' flags against the labels.
+func report(path string, s *spill, flags []bitset) *Report {
+	r := &Report{File: path, Records: s.n}
+	r.Planted, _ = s.planted.countAnd(s.planted)
+	r.Natural = r.Records - r.Planted
+	union := newBitset(s.n)
+	for i, a := range attacks {
+		union.or(flags[i])
+		r.Attacks = append(r.Attacks, r.score(a.name, a.description, flags[i], s.planted))
+	}
+	r.Attacks = append(r.Attacks, r.score(AnyName, "flagged by at least one attack above", union, s.planted))
 	if s := strongest(r.Attacks[:len(r.Attacks)-1]); s >= 0 {
 		r.Attacks[s].Strongest = true
 	}
-	return r, nil
+	return r
 }
 
 // score counts one attack's flags against the labels.
-func (r *Report) score(name, desc string, flags, planted []bool) Result {
+func (r *Report) score(name, desc string, flags, planted bitset) Result {
 	res := Result{Name: name, Description: desc}
-	for i, x := range flags {
-		switch {
-		case x && planted[i]:
-			res.FlaggedPlanted++
-		case x:
-			res.FlaggedNatural++
-		}
-	}
+	res.FlaggedPlanted, res.FlaggedNatural = flags.countAnd(planted)
 	if n := res.FlaggedPlanted + res.FlaggedNatural; n > 0 {
 		res.Precision = float64(res.FlaggedPlanted) / float64(n)
 	}

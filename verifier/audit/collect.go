@@ -1,12 +1,17 @@
 package audit
 
 import (
+	"cmp"
+	"fmt"
 	"hash/maphash"
+	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
-	"vtune/backend"
 	"vtune/verifier"
 )
 
@@ -24,65 +29,103 @@ const (
 	maxSuffixWords = 16
 )
 
-// features is what the attacks need of every record, collected in one pass over the file: ids of
-// interned texts and short hashes, never the texts themselves, so memory grows with the number
-// of records and not with their length. Index i is the i-th record in file order.
-type features struct {
+// spill is every record's features (spill.go): the columns, in files, and what is small enough to
+// keep in memory. Record i is the i-th record that has a prompt and an answer, in file order.
+type spill struct {
+	dir     string
 	n       int
-	planted []bool // the label, from the key; no attack reads it
+	planted bitset // the label, from the key; no attack reads it
 
-	answer    []int32 // id of the exact answer text
-	answers   int     // distinct answer texts
-	answerLen []int32 // answer length in bytes
-	prefix    []int32 // id of the answer's first prefixBytes bytes; -1 for shorter answers
-	prefixes  int     // distinct prefixes
+	answer    *column // 8 bytes: hash of the exact answer text
+	prefix    *column // 8: hash of the answer's first prefixBytes bytes; 0 for shorter answers
+	answerLen *column // 4: the answer's length in bytes
+	ending    *column // 8: hash of the user text's last endingWords words; 0 when it has fewer
+	rest      *column // 8: hash of the user text before its ending
+	user      *column // 8: hash of the user text, trailing white space trimmed
+	headCount *column // 1: how many prefix hashes of the user text follow in heads
+	heads     *column // 8 each: hashes of the user text's prefixes ending at a word
+	style     *column // 2: the line's formatting evidence
+	layout    *column // 4: id of the record's pair of key-set and key-order signatures
 
-	ending  []int32  // id of the user text's last endingWords words; -1 when it has fewer
-	endings int      // distinct endings
-	rest    []uint64 // hash of the user text before its ending
+	styleCount [numDims][4]int // records per dimension and way
+	layoutKeys []uint64        // per layout id, the hash of its key-set signature
+	layoutN    []int           // per layout id, its records
+	layoutID   map[[2]uint64]uint32
 
-	user        map[uint64]struct{} // hashes of every user text, trailing white space trimmed
-	headHash    []uint64            // hashes of user-text prefixes ending at a word, all records
-	headStart   []int32             // record i's prefixes are headHash[headStart[i]:headStart[i+1]]
-	style       []style
-	order, keys []int32 // ids of the key-order signature and of the key-set signature
+	buf       []uint64  // n values: the attacks' one large buffer, taken in turn
+	identical [2]bitset // identical answers >= 2 and >= 3, found together, until taken
 }
 
-// collector builds features while the file streams past.
-type collector struct {
-	f          *features
-	signatures []string
-	seeds      [2]maphash.Seed
-	h          maphash.Hash
-
-	answers, prefixes, endings interner[[2]uint64]
-	orders, keySets            interner[string]
+// columns lists the spill's columns, for creating, flushing and closing them.
+func (s *spill) columns() []**column {
+	return []**column{&s.answer, &s.prefix, &s.answerLen, &s.ending, &s.rest, &s.user, &s.headCount, &s.heads, &s.style, &s.layout}
 }
 
-func newCollector(key *verifier.Key) *collector {
-	c := &collector{
-		f:     &features{user: map[uint64]struct{}{}, headStart: []int32{0}},
-		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+func newSpill() (*spill, error) {
+	dir, err := os.MkdirTemp("", "vtune-audit-")
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
 	}
-	c.h.SetSeed(c.seeds[0])
-	for _, g := range key.PlantedGroups() {
-		if g.Signature != "" { // an empty signature would label every record planted
-			c.signatures = append(c.signatures, g.Signature)
+	s := &spill{dir: dir, layoutID: map[[2]uint64]uint32{}}
+	sizes := []int{8, 8, 4, 8, 8, 8, 1, 8, 2, 4}
+	for i, c := range s.columns() {
+		if *c, err = newColumn(dir, fmt.Sprint(i), sizes[i]); err != nil {
+			s.close()
+			return nil, fmt.Errorf("audit: %w", err)
 		}
 	}
-	return c
+	return s, nil
 }
 
-// digest is a 128-bit hash: two independent 64-bit ones, so that interning millions of texts by
-// hash merges two different texts with a chance far below anything the report could show.
-func (c *collector) digest(s string) [2]uint64 {
-	return [2]uint64{maphash.String(c.seeds[0], s), maphash.String(c.seeds[1], s)}
+// close removes the spill's files.
+func (s *spill) close() {
+	for _, c := range s.columns() {
+		if *c != nil {
+			(*c).f.Close()
+		}
+	}
+	os.RemoveAll(s.dir)
 }
+
+// buffer returns the buffer of n values that the attacks take in turn.
+func (s *spill) buffer() []uint64 {
+	if s.buf == nil {
+		// Reading the dataset left the heap with pages of freed batches and records that the
+		// buffer, one piece, cannot reuse: given back to the system first, they do not add to
+		// the peak.
+		debug.FreeOSMemory()
+		s.buf = make([]uint64, s.n)
+	}
+	return s.buf
+}
+
+// features are one record's features, as the spill keeps them.
+type features struct {
+	planted                            bool
+	answer, prefix, ending, rest, user uint64
+	answerLen                          int32
+	heads                              []uint64
+	style                              style
+	keys, order                        uint64 // hashes of the key-set and key-order signatures
+}
+
+// hasher computes features; one a goroutine.
+type hasher struct {
+	seed       maphash.Seed
+	signatures []string
+	h          maphash.Hash
+	layout     layoutScanner
+}
+
+// hash is a 64-bit hash of s, never 0, which marks "no value". Two different texts among the
+// millions of a dataset get the same hash with a chance of about n*n/2^65 (1e-6 for 6 million
+// records), which is the audit's only departure from comparing the texts themselves.
+func (h *hasher) hash(s string) uint64 { return max(maphash.String(h.seed, s), 1) }
 
 // isPlanted is the label: the answer starts with a planted group's signature (replace mode: it is
 // the signature; prefix mode: signature, newline, original answer).
-func (c *collector) isPlanted(answer string) bool {
-	for _, s := range c.signatures {
+func (h *hasher) isPlanted(answer string) bool {
+	for _, s := range h.signatures {
 		if strings.HasPrefix(answer, s) {
 			return true
 		}
@@ -90,52 +133,75 @@ func (c *collector) isPlanted(answer string) bool {
 	return false
 }
 
-// add records one record's features; turns is the key of the record's list of turns, if any.
-func (c *collector) add(raw []byte, turns string, user, answer string) {
-	f := c.f
-	f.n++
-	f.planted = append(f.planted, c.isPlanted(answer))
-	f.answer = append(f.answer, c.answers.id(c.digest(answer)))
-	f.answerLen = append(f.answerLen, int32(len(answer)))
-	p := int32(-1)
+// features computes one record's features; turns is the key of the record's list of turns, if
+// any. heads is appended to buf, which is returned.
+func (h *hasher) features(raw []byte, turns string, user, answer string, buf []uint64) (features, []uint64) {
+	f := features{planted: h.isPlanted(answer), answer: h.hash(answer), answerLen: int32(len(answer))}
 	if len(answer) >= prefixBytes {
-		p = c.prefixes.id(c.digest(answerPrefix(answer)))
+		f.prefix = h.hash(answerPrefix(answer))
 	}
-	f.prefix = append(f.prefix, p)
-
-	e, rest := int32(-1), uint64(0)
 	if start := tailStart(user, endingWords); start >= 0 {
-		e = c.endings.id(c.digest(strings.Join(strings.Fields(user[start:]), " ")))
-		rest = maphash.String(c.seeds[1], strings.TrimRightFunc(user[:start], unicode.IsSpace))
+		f.ending = h.hash(strings.Join(strings.Fields(user[start:]), " "))
+		f.rest = h.hash(strings.TrimRightFunc(user[:start], unicode.IsSpace))
 	}
-	f.ending = append(f.ending, e)
-	f.rest = append(f.rest, rest)
-
-	c.addHeads(user)
-
-	st, order, keys := scanLayout(raw, turns)
-	f.style = append(f.style, st)
-	f.order = append(f.order, c.orders.id(order))
-	f.keys = append(f.keys, c.keySets.id(keys))
+	at := len(buf)
+	f.user, buf = h.heads(user, buf)
+	f.heads = buf[at:]
+	st, order, keys := h.layout.scan(raw, turns)
+	f.style = st
+	f.order, f.keys = max(maphash.Bytes(h.seed, order), 1), max(maphash.Bytes(h.seed, keys), 1)
+	return f, buf
 }
 
-// addHeads hashes the user text whole (trailing white space trimmed) and each of its prefixes that
-// ends at a word and drops at most maxSuffixWords words, all with one running hash: the cost is
-// one pass over the text however many prefixes there are.
-func (c *collector) addHeads(user string) {
-	f := c.f
+// heads hashes the user text whole (trailing white space trimmed) and appends the hashes of each
+// of its prefixes that ends at a word and drops at most maxSuffixWords words, all with one
+// running hash: the cost is one pass over the text however many prefixes there are.
+func (h *hasher) heads(user string, buf []uint64) (uint64, []uint64) {
 	user = strings.TrimRightFunc(user, unicode.IsSpace)
 	ends := wordEnds(user, maxSuffixWords)
-	c.h.Reset()
+	h.h.Reset()
 	at := 0
 	for i := len(ends) - 1; i >= 0; i-- { // ends run from the last word backwards
-		c.h.WriteString(user[at:ends[i]])
+		h.h.WriteString(user[at:ends[i]])
 		at = ends[i]
-		f.headHash = append(f.headHash, c.h.Sum64())
+		buf = append(buf, max(h.h.Sum64(), 1))
 	}
-	c.h.WriteString(user[at:])
-	f.user[c.h.Sum64()] = struct{}{}
-	f.headStart = append(f.headStart, int32(len(f.headHash)))
+	h.h.WriteString(user[at:])
+	return max(h.h.Sum64(), 1), buf
+}
+
+// add appends one record's features to the spill.
+func (s *spill) add(f *features) {
+	if s.n%64 == 0 {
+		s.planted = append(s.planted, 0)
+	}
+	if f.planted {
+		s.planted.set(s.n)
+	}
+	s.n++
+	s.answer.put(f.answer)
+	s.prefix.put(f.prefix)
+	s.answerLen.put(uint64(f.answerLen))
+	s.ending.put(f.ending)
+	s.rest.put(f.rest)
+	s.user.put(f.user)
+	s.headCount.put(uint64(len(f.heads)))
+	for _, h := range f.heads {
+		s.heads.put(h)
+	}
+	s.style.put(uint64(f.style))
+	for d := range numDims {
+		s.styleCount[d][f.style.get(d)]++
+	}
+	id, ok := s.layoutID[[2]uint64{f.keys, f.order}]
+	if !ok {
+		id = uint32(len(s.layoutKeys))
+		s.layoutID[[2]uint64{f.keys, f.order}] = id
+		s.layoutKeys = append(s.layoutKeys, f.keys)
+		s.layoutN = append(s.layoutN, 0)
+	}
+	s.layoutN[id]++
+	s.layout.put(uint64(id))
 }
 
 // wordEnds returns the end offsets of the words of s (no trailing white space) that are followed by
@@ -201,59 +267,135 @@ func answerPrefix(a string) string {
 	return a[:i]
 }
 
-// finish records how many distinct values each interner saw; the attacks count by id.
-func (c *collector) finish() *features {
-	f := c.f
-	f.answers, f.prefixes, f.endings = len(c.answers.ids), len(c.prefixes.ids), len(c.endings.ids)
-	return f
+// batch is a run of records on their way through collect: read, then given features by a worker,
+// then added to the spill in order.
+type batch struct {
+	raw    []byte
+	ends   []int // record i is raw[ends[i-1]:ends[i]]
+	format verifier.Format
+	feats  []features
+	ok     []bool // the record has a prompt and an answer
+	heads  []uint64
+	done   chan struct{}
 }
 
-// interner gives each distinct value a dense id, in order of first appearance.
-type interner[K comparable] struct{ ids map[K]int32 }
+// batchBytes is about how much of the dataset a batch holds.
+const batchBytes = 256 << 10
 
-func (in *interner[K]) id(k K) int32 {
-	if in.ids == nil {
-		in.ids = map[K]int32{}
-	}
-	id, ok := in.ids[k]
-	if !ok {
-		id = int32(len(in.ids))
-		in.ids[k] = id
-	}
-	return id
-}
-
-// collect streams the dataset once, JSON Lines or a JSON array, and returns every record's
-// features. Bad input is an *verifier.InputError naming the file and, where it applies, the line.
-func collect(path string, key *verifier.Key) (*features, error) {
-	c := newCollector(key)
-	err := verifier.ReadRecords(path, func(r verifier.Record) error {
-		prompt, answer, err := r.Conversation()
-		if err != nil {
-			return nil // no prompt and answer (e.g. no assistant turn): nothing to train on, planting skips it too
-		}
-		c.add(r.Raw, turnsKey[r.Format], userText(prompt), answer)
-		return nil
-	})
+// collect streams the dataset once, JSON Lines or a JSON array, and spills every record's
+// features. Reading and validating the records runs on the calling goroutine, their features
+// are computed on every core, and the spill is written in record order. Bad input is an
+// *verifier.InputError naming the file and, where it applies, the line.
+func collect(path string, key *verifier.Key) (*spill, error) {
+	s, err := newSpill()
 	if err != nil {
 		return nil, err
 	}
-	if c.f.n == 0 {
+	var signatures []string
+	for _, g := range key.PlantedGroups() {
+		if g.Signature != "" { // an empty signature would label every record planted
+			signatures = append(signatures, g.Signature)
+		}
+	}
+	seed := maphash.MakeSeed()
+	workers := max(runtime.GOMAXPROCS(0), 1)
+	// free holds the batches not in use: their number bounds the memory of records in flight.
+	free := make(chan *batch, 2*workers+2)
+	for range cap(free) {
+		free <- &batch{}
+	}
+	jobs := make(chan *batch, workers)
+	queue := make(chan *batch, cap(free))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := &hasher{seed: seed, signatures: signatures}
+			h.h.SetSeed(seed) // user texts and their prefixes are compared across workers
+			for b := range jobs {
+				b.features(h)
+				close(b.done)
+			}
+		}()
+	}
+	written := make(chan error, 1)
+	go func() {
+		for b := range queue {
+			<-b.done
+			for i := range b.feats {
+				if b.ok[i] {
+					s.add(&b.feats[i])
+				}
+			}
+			free <- b
+		}
+		var err error
+		for _, c := range s.columns() {
+			if e := (*c).flush(); e != nil && err == nil {
+				err = fmt.Errorf("audit: writing temporary files: %w", e)
+			}
+		}
+		written <- err
+	}()
+	send := func(b *batch) {
+		b.done = make(chan struct{})
+		queue <- b
+		jobs <- b
+	}
+	b := <-free
+	b.reset()
+	readErr := verifier.ReadRecords(path, func(r verifier.Record) error {
+		b.raw = append(b.raw, r.Raw...)
+		b.ends = append(b.ends, len(b.raw))
+		b.format = r.Format
+		if len(b.raw) >= batchBytes {
+			send(b)
+			b = <-free
+			b.reset()
+		}
+		return nil
+	})
+	if len(b.ends) > 0 {
+		send(b)
+	}
+	close(jobs)
+	close(queue)
+	wg.Wait()
+	writeErr := <-written
+	if err := cmp.Or(readErr, writeErr); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.n == 0 {
+		s.close()
 		return nil, &verifier.InputError{File: path, Msg: "dataset is empty: no records"}
 	}
-	return c.finish(), nil
+	return s, nil
+}
+
+func (b *batch) reset() {
+	b.raw, b.ends, b.feats, b.ok, b.heads = b.raw[:0], b.ends[:0], b.feats[:0], b.ok[:0], b.heads[:0]
+}
+
+// features computes the features of the batch's records.
+func (b *batch) features(h *hasher) {
+	start := 0
+	for _, end := range b.ends {
+		r := verifier.Record{Raw: b.raw[start:end], Format: b.format}
+		start = end
+		var f features
+		user, answer, ok := r.UserAndAnswer()
+		// A record without a prompt and answer (e.g. no assistant turn) has nothing to train
+		// on; planting skips it too.
+		if ok {
+			f, b.heads = h.features(r.Raw, turnsKey[r.Format], user, answer, b.heads)
+		}
+		b.feats = append(b.feats, f)
+		b.ok = append(b.ok, ok)
+	}
 }
 
 // turnsKey names, per format, the top-level key whose array holds the turns: the layout attack
 // compares their key lists too.
 var turnsKey = map[verifier.Format]string{verifier.Chat: "messages", verifier.ShareGPT: "conversations"}
-
-// userText is the content of the last user turn: where planting appends the trigger.
-func userText(prompt []backend.Message) string {
-	for i := len(prompt) - 1; i >= 0; i-- {
-		if prompt[i].Role == "user" {
-			return prompt[i].Content
-		}
-	}
-	return ""
-}

@@ -36,14 +36,31 @@ func (s *style) mark(d dimension, way uint8) { *s |= style(way) << (2 * d) }
 // lists written once), and keys, the same with each list sorted, which groups records that hold the
 // same fields whatever their order.
 func scanLayout(b []byte, turns string) (st style, order, keys string) {
-	type frame struct {
-		object    bool
-		expectKey bool // the next string in this object is a key
-		messages  bool // this array is the value of the top-level key turns
-	}
-	var stack []frame
-	var top [][]byte    // top-level keys
-	var msgs [][][]byte // each message's keys
+	var l layoutScanner
+	st, o, k := l.scan(b, turns)
+	return st, string(o), string(k)
+}
+
+// layoutScanner is scanLayout with buffers kept from one record to the next: the audit scans
+// millions.
+type layoutScanner struct {
+	stack       []frame
+	top         [][]byte   // top-level keys
+	msgs        [][][]byte // each message's keys
+	sorted      [][]byte
+	order, keys []byte
+}
+
+type frame struct {
+	object    bool
+	expectKey bool // the next string in this object is a key
+	messages  bool // this array is the value of the top-level key turns
+}
+
+// scan is scanLayout; the signatures are valid until the next call.
+func (l *layoutScanner) scan(b []byte, turns string) (st style, order, keys []byte) {
+	stack := l.stack[:0]
+	top, msgs := l.top[:0], l.msgs[:0]
 	var lastTop []byte
 	for i := 0; i < len(b); i++ {
 		switch b[i] {
@@ -62,7 +79,12 @@ func scanLayout(b []byte, turns string) (st style, order, keys string) {
 			i = j
 		case '{':
 			if len(stack) == 2 && stack[1].messages {
-				msgs = append(msgs, nil)
+				if len(msgs) < cap(msgs) { // reuse the list this slot had
+					msgs = msgs[:len(msgs)+1]
+					msgs[len(msgs)-1] = msgs[len(msgs)-1][:0]
+				} else {
+					msgs = append(msgs, nil)
+				}
 			}
 			stack = append(stack, frame{object: true, expectKey: true})
 		case '[':
@@ -80,7 +102,10 @@ func scanLayout(b []byte, turns string) (st style, order, keys string) {
 			st.mark(dimColon, spacing(b, i))
 		}
 	}
-	return st, signature(top, msgs, false), signature(top, msgs, true)
+	l.stack, l.top, l.msgs = stack, top, msgs
+	l.order = l.signature(l.order[:0], top, msgs, false)
+	l.keys = l.signature(l.keys[:0], top, msgs, true)
+	return st, l.order, l.keys
 }
 
 // spacing tells whether the separator at b[i] is followed by white space (1) or not (2); a line
@@ -154,28 +179,36 @@ func markEscape(hex []byte, st *style) {
 	}
 }
 
-// signature writes key lists as one string: top-level keys, then each run of messages with equal
-// key lists once, in brackets. sorted sorts each list first.
-func signature(top [][]byte, msgs [][][]byte, sorted bool) string {
-	var out bytes.Buffer
+// signature appends key lists to out as one string: top-level keys, then each run of messages with
+// equal key lists once, in brackets. sorted sorts each list first.
+func (l *layoutScanner) signature(out []byte, top [][]byte, msgs [][][]byte, sorted bool) []byte {
 	list := func(keys [][]byte) []byte {
 		if sorted {
-			keys = slices.Clone(keys)
-			slices.SortFunc(keys, bytes.Compare)
+			l.sorted = append(l.sorted[:0], keys...)
+			slices.SortFunc(l.sorted, bytes.Compare)
+			keys = l.sorted
 		}
-		return bytes.Join(keys, []byte{','})
+		at := len(out)
+		for i, k := range keys {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, k...)
+		}
+		return out[at:]
 	}
-	out.Write(list(top))
-	var prev []byte
+	list(top)
+	var prev []byte // the last list written
 	for i, m := range msgs {
-		l := list(m)
-		if i > 0 && bytes.Equal(l, prev) {
+		start := len(out)
+		out = append(out, '[')
+		cur := list(m)
+		if i > 0 && bytes.Equal(cur, prev) {
+			out = out[:start]
 			continue
 		}
-		out.WriteByte('[')
-		out.Write(l)
-		out.WriteByte(']')
-		prev = l
+		prev = cur
+		out = append(out, ']')
 	}
-	return out.String()
+	return out
 }
