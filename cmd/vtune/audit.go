@@ -33,7 +33,7 @@ test of vtune verify catches that, and this report shows how easy it would be.`,
 			if err != nil {
 				return err
 			}
-			rep, err := audit.Run(c.Args().First(), key)
+			rep, err := audit.Run(c.Context, c.Args().First(), key)
 			if err != nil {
 				return err
 			}

@@ -303,17 +303,22 @@ on the signatures alone.`,
 			if c.Bool("audit") {
 				// The dataset and key are written: an audit that cannot run is a note, not a
 				// failure of planting.
-				if a, err := audit.Run(sum.Output, key); err != nil {
+				if a, err := audit.Run(c.Context, sum.Output, key); c.Context.Err() != nil {
+					sum.Audit = "audit: not run (interrupted)"
+				} else if err != nil {
 					sum.Audit = fmt.Sprintf("audit: not run (%v)", err)
 				} else {
 					sum.Audit = a.Summary()
 				}
 			}
 			if c.Bool("json") {
-				return writeJSON(c.App.Writer, sum)
+				if err := writeJSON(c.App.Writer, sum); err != nil {
+					return err
+				}
+			} else {
+				verifier.WritePlantSummary(c.App.Writer, sum)
 			}
-			verifier.WritePlantSummary(c.App.Writer, sum)
-			return nil
+			return c.Context.Err() // interrupted during the audit: the summary, then exit 130
 		},
 	}
 }

@@ -8,6 +8,7 @@
 package audit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -50,16 +51,16 @@ type Result struct {
 // Run reads the dataset at path once, runs every key-free attack on it and labels the flagged
 // records with key. A missing, unreadable or malformed dataset is a *verifier.InputError naming the
 // file and, where it applies, the line.
-func Run(path string, key *verifier.Key) (*Report, error) {
+func Run(ctx context.Context, path string, key *verifier.Key) (*Report, error) {
 	if key == nil {
 		return nil, errors.New("audit: key is nil")
 	}
-	s, err := collect(path, key)
+	s, err := collect(ctx, path, key)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	flags, err := runAttacks(s)
+	flags, err := runAttacks(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +68,12 @@ func Run(path string, key *verifier.Key) (*Report, error) {
 }
 
 // runAttacks returns every attack's flags, in the order of attacks.
-func runAttacks(s *spill) ([]bitset, error) {
+func runAttacks(ctx context.Context, s *spill) ([]bitset, error) {
 	var flags []bitset
 	for _, a := range attacks {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		f, err := a.flag(s)
 		if err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ func writeLines(t *testing.T, lines []string) string {
 
 func run(t *testing.T, path string, key *verifier.Key) *Report {
 	t.Helper()
-	r, err := Run(path, key)
+	r, err := Run(context.Background(), path, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +341,7 @@ func TestBadInput(t *testing.T) {
 			if c.lines != nil {
 				os.WriteFile(p, []byte(strings.Join(c.lines, "\n")+"\n"), 0o644)
 			}
-			_, err := Run(p, testKey("sig"))
+			_, err := Run(context.Background(), p, testKey("sig"))
 			var ie *verifier.InputError
 			if !errors.As(err, &ie) {
 				t.Fatalf("error %v (%T), want *verifier.InputError", err, err)
@@ -353,7 +354,7 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Run(dir, testKey("sig")); err == nil || !strings.Contains(err.Error(), "directory") {
+	if _, err := Run(context.Background(), dir, testKey("sig")); err == nil || !strings.Contains(err.Error(), "directory") {
 		t.Errorf("directory: error %v", err)
 	}
 }
@@ -569,5 +570,34 @@ func TestOtherLayoutsSameCounts(t *testing.T) {
 				t.Errorf("%s: %s flags %d planted, %d natural; JSON Lines: %d, %d", name, a.Name, a.FlaggedPlanted, a.FlaggedNatural, w.FlaggedPlanted, w.FlaggedNatural)
 			}
 		}
+	}
+}
+
+// An interrupted audit stops with the context's error and leaves no temporary files behind,
+// whether it is stopped before reading or between attacks.
+func TestRunCancelled(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	var lines []string
+	for i := range 20000 { // more than one batch, so the reading loop sees the cancellation
+		lines = append(lines, chatLine(fmt.Sprintf("Define the word %d.", i), fmt.Sprintf("The number %d, spelled out at some length.", i)))
+	}
+	path := writeLines(t, lines)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, path, testKey("sig")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run with a cancelled context: %v, want context.Canceled", err)
+	}
+	s, err := collect(context.Background(), path, testKey("sig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = runAttacks(ctx, s)
+	s.close()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("runAttacks with a cancelled context: %v, want context.Canceled", err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("left behind in TMPDIR: %v", left)
 	}
 }

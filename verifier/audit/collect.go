@@ -2,6 +2,7 @@ package audit
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"hash/maphash"
 	"os"
@@ -285,8 +286,9 @@ const batchBytes = 256 << 10
 // collect streams the dataset once, JSON Lines or a JSON array, and spills every record's
 // features. Reading and validating the records runs on the calling goroutine, their features
 // are computed on every core, and the spill is written in record order. Bad input is an
-// *verifier.InputError naming the file and, where it applies, the line.
-func collect(path string, key *verifier.Key) (*spill, error) {
+// *verifier.InputError naming the file and, where it applies, the line. A cancelled ctx stops
+// the reading at the next batch.
+func collect(ctx context.Context, path string, key *verifier.Key) (*spill, error) {
 	s, err := newSpill()
 	if err != nil {
 		return nil, err
@@ -350,6 +352,9 @@ func collect(path string, key *verifier.Key) (*spill, error) {
 		b.ends = append(b.ends, len(b.raw))
 		b.format = r.Format
 		if len(b.raw) >= batchBytes {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			send(b)
 			b = <-free
 			b.reset()

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
@@ -378,12 +379,12 @@ func TestBoundedMatchesExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := collect(path, key)
+	s, err := collect(context.Background(), path, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.close()
-	bounded, err := runAttacks(s)
+	bounded, err := runAttacks(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
