@@ -182,7 +182,7 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	// prompt after which the model has no text candidates) is replaced by a spare.
 	spare := min(scan.records-need, 8+need/10)
 	order := sampleIndexes(rng, scan.records, need+spare)
-	hosts, err := readHosts(opt.Input, scan.format, order, nil)
+	hosts, err := readHosts(opt.Input, scan.format, scan.index, order, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -437,8 +437,9 @@ func sampleIndexes(rng *rand.Rand, total, n int) []int {
 }
 
 // readHosts returns the records at the given record indexes, in the order given. If dups is set,
-// its candidates are passed to it on the way.
-func readHosts(path string, format Format, order []int, dups *dupCheck) ([]Record, error) {
+// its candidates are passed to it on the way. With an index (JSON Lines), it seeks to each
+// wanted record's indexed neighbour instead of walking the file.
+func readHosts(path string, format Format, index *recordIndex, order []int, dups *dupCheck) ([]Record, error) {
 	// Walk the wanted indexes in file order beside the records: no lookup for the others.
 	sorted := make([]int, len(order)) // positions in order, by record index
 	for pos := range order {
@@ -455,7 +456,12 @@ func readHosts(path string, format Format, order []int, dups *dupCheck) ([]Recor
 	}
 	defer f.Close()
 	out := make([]Record, len(order))
-	rr := newRecordReader(path, f)
+	var rr *recordReader
+	if index != nil {
+		rr = newIndexedReader(path, f)
+	} else {
+		rr = newRecordReader(path, f)
+	}
 	for n := 0; len(sorted) > 0 || len(candidates) > 0; n++ {
 		next := math.MaxInt // the next record wanted
 		if len(sorted) > 0 {
@@ -464,6 +470,7 @@ func readHosts(path string, format Format, order []int, dups *dupCheck) ([]Recor
 		if len(candidates) > 0 {
 			next = min(next, candidates[0])
 		}
+		n = index.seekTo(rr, f, n, next)
 		if !rr.skip(next-n) || !rr.next() {
 			if err := rr.err(); err != nil {
 				return nil, err
