@@ -527,6 +527,11 @@ func writePlanted(ctx context.Context, path string, w io.Writer, plan *outputPla
 // outBlockSize is the size of the blocks outPipe hashes and writes.
 const outBlockSize = 1 << 20
 
+// writeSize is the most outPipe hands the kernel in one write. The kernel's copy into the page
+// cache is cheaper by pieces that stay in the CPU's cache: on the development machine, copying
+// 1 GB with dd took 0.25 s of system time at 128 KiB a write and 0.85 to 1.7 s at 1 MiB.
+const writeSize = 128 << 10
+
 // outPipe is planting's output: what is written to it is gathered in blocks, and each block is
 // hashed by one goroutine and written by another, so that neither SHA-256 nor the kernel's copy
 // into the file waits for the other or for the reading (on two cores, planting's time is about
@@ -565,8 +570,8 @@ func newOutPipe(w io.Writer) *outPipe {
 	go func() {
 		defer p.wg.Done()
 		for b := range p.toWrite {
-			if p.werr == nil {
-				if _, p.werr = w.Write(b.data); p.werr != nil {
+			for d := b.data; len(d) > 0 && p.werr == nil; d = d[min(len(d), writeSize):] {
+				if _, p.werr = w.Write(d[:min(len(d), writeSize)]); p.werr != nil {
 					p.failed.Store(true)
 				}
 			}
