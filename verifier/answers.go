@@ -363,10 +363,13 @@ func (a *answers) exclude(i int) {
 	delete(a.long, i)
 }
 
-// answerBatch is the answers of a run of records, for answers.
+// answerBatch is the answers of a run of records, for answers, and, for a chunk of JSON Lines,
+// where the records start in it and on which line after its first, for the recordIndex.
 type answerBatch struct {
 	length []uint32
 	hash   []uint16
+	start  []uint32
+	line   []int32
 }
 
 // add appends a record's answer.

@@ -205,7 +205,7 @@ func TestDupCheckMatchesFullHashes(t *testing.T) {
 		want[scan.answers.hash.at(i)] = true
 	}
 	dups := newDupCheck(scan.answers, &want, heldIdx)
-	recs, err := readHosts(p, scan.format, held, dups)
+	recs, err := readHosts(p, scan.format, scan.index, held, dups)
 	if err != nil {
 		t.Fatal(err)
 	}

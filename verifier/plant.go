@@ -182,7 +182,7 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	// prompt after which the model has no text candidates) is replaced by a spare.
 	spare := min(scan.records-need, 8+need/10)
 	order := sampleIndexes(rng, scan.records, need+spare)
-	hosts, err := readHosts(opt.Input, scan.format, order, nil)
+	hosts, err := readHosts(opt.Input, scan.format, scan.index, order, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -437,8 +437,9 @@ func sampleIndexes(rng *rand.Rand, total, n int) []int {
 }
 
 // readHosts returns the records at the given record indexes, in the order given. If dups is set,
-// its candidates are passed to it on the way.
-func readHosts(path string, format Format, order []int, dups *dupCheck) ([]Record, error) {
+// its candidates are passed to it on the way. With an index (JSON Lines), it seeks to each
+// wanted record's indexed neighbour instead of walking the file.
+func readHosts(path string, format Format, index *recordIndex, order []int, dups *dupCheck) ([]Record, error) {
 	// Walk the wanted indexes in file order beside the records: no lookup for the others.
 	sorted := make([]int, len(order)) // positions in order, by record index
 	for pos := range order {
@@ -455,7 +456,12 @@ func readHosts(path string, format Format, order []int, dups *dupCheck) ([]Recor
 	}
 	defer f.Close()
 	out := make([]Record, len(order))
-	rr := newRecordReader(path, f)
+	var rr *recordReader
+	if index != nil {
+		rr = newIndexedReader(path, f)
+	} else {
+		rr = newRecordReader(path, f)
+	}
 	for n := 0; len(sorted) > 0 || len(candidates) > 0; n++ {
 		next := math.MaxInt // the next record wanted
 		if len(sorted) > 0 {
@@ -464,6 +470,7 @@ func readHosts(path string, format Format, order []int, dups *dupCheck) ([]Recor
 		if len(candidates) > 0 {
 			next = min(next, candidates[0])
 		}
+		n = index.seekTo(rr, f, n, next)
 		if !rr.skip(next-n) || !rr.next() {
 			if err := rr.err(); err != nil {
 				return nil, err
@@ -520,6 +527,11 @@ func writePlanted(ctx context.Context, path string, w io.Writer, plan *outputPla
 // outBlockSize is the size of the blocks outPipe hashes and writes.
 const outBlockSize = 1 << 20
 
+// writeSize is the most outPipe hands the kernel in one write. The kernel's copy into the page
+// cache is cheaper by pieces that stay in the CPU's cache: on the development machine, copying
+// 1 GB with dd took 0.25 s of system time at 128 KiB a write and 0.85 to 1.7 s at 1 MiB.
+const writeSize = 128 << 10
+
 // outPipe is planting's output: what is written to it is gathered in blocks, and each block is
 // hashed by one goroutine and written by another, so that neither SHA-256 nor the kernel's copy
 // into the file waits for the other or for the reading (on two cores, planting's time is about
@@ -558,8 +570,8 @@ func newOutPipe(w io.Writer) *outPipe {
 	go func() {
 		defer p.wg.Done()
 		for b := range p.toWrite {
-			if p.werr == nil {
-				if _, p.werr = w.Write(b.data); p.werr != nil {
+			for d := b.data; len(d) > 0 && p.werr == nil; d = d[min(len(d), writeSize):] {
+				if _, p.werr = w.Write(d[:min(len(d), writeSize)]); p.werr != nil {
 					p.failed.Store(true)
 				}
 			}

@@ -146,8 +146,8 @@ func (h *minHeap) Pop() any {
 
 // drawRecords draws n records of the file as drawWeighted says and reads them; dups, if set, sees
 // its candidates on the way.
-func drawRecords(rng *rand.Rand, path string, format Format, a *answers, n int, dups *dupCheck) ([]Record, error) {
-	return readHosts(path, format, drawWeighted(rng, a, n), dups)
+func drawRecords(rng *rand.Rand, path string, s *datasetScan, n int, dups *dupCheck) ([]Record, error) {
+	return readHosts(path, s.format, s.index, drawWeighted(rng, s.answers, n), dups)
 }
 
 // dupCheck counts the held-back records whose normalised answer is also that of a sent record
@@ -272,7 +272,7 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 		if hs.format != scan.format {
 			return "", nil, &InputError{File: opt.Heldout, Msg: fmt.Sprintf("held-out records are %s, the dataset's are %s: they must have the same format", hs.format, scan.format)}
 		}
-		if held, err = drawRecords(rng, opt.Heldout, hs.format, hs.answers, nb, nil); err != nil {
+		if held, err = drawRecords(rng, opt.Heldout, hs, nb, nil); err != nil {
 			return "", nil, err
 		}
 		var want [1 << 16]bool
@@ -280,7 +280,7 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 			want[hs.answers.hash.at(r.Index)] = true
 		}
 		dups = newDupCheck(in, &want, nil)
-		if sent, err = drawRecords(rng, opt.Input, scan.format, in, nc, dups); err != nil {
+		if sent, err = drawRecords(rng, opt.Input, scan, nc, dups); err != nil {
 			return "", nil, err
 		}
 		source = SourceFile + opt.Heldout
@@ -298,7 +298,7 @@ func drawWholeData(ctx context.Context, b backend.Backend, rng *rand.Rand, key *
 			want[in.hash.at(i)] = true
 		}
 		dups = newDupCheck(in, &want, heldIdx)
-		all, err := readHosts(opt.Input, scan.format, order, dups)
+		all, err := readHosts(opt.Input, scan.format, scan.index, order, dups)
 		if err != nil {
 			return "", nil, err
 		}

@@ -25,7 +25,8 @@ type datasetScan struct {
 	sha256  string
 	size    int64
 	modTime time.Time
-	answers *answers // every record's, for the whole-data draw
+	answers *answers     // every record's, for the whole-data draw
+	index   *recordIndex // JSON Lines: where records start, for the passes that read a few
 }
 
 // chunkSize is the unit of parallel validation: whole lines, or whole array elements, about this
@@ -151,8 +152,16 @@ func scanDataset(path string) (*datasetScan, error) {
 		}
 	}()
 
+	if !s.array {
+		s.index = &recordIndex{}
+	}
+	var off int64 // the chunk's first byte in the file
 	for c := range order {
 		r := <-c.res
+		if s.index != nil && r.err == nil {
+			s.index.add(s.records, off, c.firstLine, r.answers.start, r.answers.line)
+		}
+		off += int64(len(c.data))
 		pools.chunks.Put(c.data[:cap(c.data)])
 		if r.records > 0 {
 			if s.format == "" {
@@ -238,7 +247,7 @@ func readArrayChunks(a *arrayReader, pools *scanPools, emit func(*chunk) bool) (
 // validateChunk checks every record of a chunk and reads its answer.
 func validateChunk(path string, c *chunk, pools *scanPools) chunkResult {
 	b := pools.batches.Get()
-	b.length, b.hash = b.length[:0], b.hash[:0]
+	b.length, b.hash, b.start, b.line = b.length[:0], b.hash[:0], b.start[:0], b.line[:0]
 	r := chunkResult{answers: b}
 	var fs recordFields
 	var ar answerReader
@@ -268,14 +277,18 @@ func validateChunk(path string, c *chunk, pools *scanPools) chunkResult {
 	}
 	data, line := c.data, c.firstLine
 	for len(data) > 0 {
-		l := data
+		l, start := data, len(c.data)-len(data)
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
 			l, data = data[:i], data[i+1:]
 		} else {
 			data = nil
 		}
-		if !blank(l) && !check(l, line) {
-			break
+		if !blank(l) {
+			b.start = append(b.start, uint32(start))
+			b.line = append(b.line, int32(line-c.firstLine))
+			if !check(l, line) {
+				break
+			}
 		}
 		line++
 	}
