@@ -4,12 +4,12 @@
 # docs/results.md (between its bench markers) and docs/img/bench-*.png (scripts/bench/tabulate,
 # scripts/bench/pngsmall). Work files stay under .tools/bench/exp-*/.
 #
-# Cost on the busy 2-core machine: quant.sh about 7 minutes; share.sh 5 honest fine-tunes of 7 to 9
-# minutes each the first time (cached afterwards: 2 minutes of verification); fpr.sh 3.5 minutes of
-# scoring the first time, then the secrets experiment within FPR_BUDGET (default 15m) at about 2 s a
-# key, adding keys to its cache until FPR_KEYS (1000) are done. So the first run takes about an
-# hour and leaves the secrets table short of 1,000 keys (it says how many); the second completes
-# it; a run with every cache full takes about 12 minutes.
+# Cost from cold caches on the 2-core machine, shared (2026-11-30, load 3 to 9): 19.5 minutes.
+# quant.sh about 3 minutes per architecture; share.sh about 2 minutes (it verifies the committed
+# sweep fine-tunes; VTUNE_SHARE_TRAIN=1 trains them again, 45 minutes); fpr.sh 1,000 fresh keys at
+# about 0.8 s a key (4 at once) within FPR_BUDGET (default 15m; the table says how many keys it
+# holds, and a later run adds to the cache), then 2.5 minutes scoring its pools. With every cache
+# full a run takes about 5 minutes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
