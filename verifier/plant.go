@@ -295,11 +295,11 @@ const gcPercentLarge = 25
 
 // tightenGC lets the heap grow by a quarter of what is live between collections instead of all
 // of it, and returns what restores the setting; a lower setting of the user's is kept. While a
-// large dataset's answers are held, the model's requests make garbage fast (the Ollama client
-// allocates megabytes of buffer a request), and at the default the heap would grow to twice the
-// answers' size between collections. The columns hold no pointers, so a collection marks little
-// more for them. Through Ollama, planting 1 GB peaked at 84 MB (92 MB letting the heap grow by
-// half), for about 2 s more CPU than that over the run's model requests.
+// large dataset's answers are held, every model request adds garbage (its decoded answer), and at
+// the default the heap would grow to twice the answers' size between collections. The columns
+// hold no pointers, so a collection marks little more for them. Through Ollama, planting 1 GB
+// peaks at 84 MiB (docs/bench.md). It was set when Ollama's client still allocated 8 MB a request
+// (112 to 131 MB at the default then); requests now make little garbage, so it costs little.
 func tightenGC() (restore func()) {
 	prev := debug.SetGCPercent(gcPercentLarge)
 	if prev < gcPercentLarge { // lower, or off
