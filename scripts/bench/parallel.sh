@@ -38,10 +38,10 @@ for run in $(seq "$runs"); do
       printf 'run %d  %-10s  --parallel %d  %6.2f s\n' "$run" "$mode" "$n" "$t"
     done
   done
-  # Identical but for the description of the model (its URL; with --checkpoint its file too).
+  # Identical but for the description of the model (its URL; with --checkpoint its file, as provenance).
   same=$(python3 -c 'import json,sys
 rs = [json.load(open(f)) for f in sys.argv[1:]]
-for r in rs: r.pop("model")
+for r in rs: r.pop("model"); r.pop("provenance", None)
 print(all(r == rs[0] for r in rs))' "$work"/report-{url,checkpoint}-{1,4}.json)
   [ "$same" = True ] || { echo "reports differ: $work/report-*.json" >&2; exit 1; }
 done
