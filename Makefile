@@ -52,8 +52,8 @@ fixtures: build tools
 demo: build tools
 	scripts/demo.sh
 
-# The same, each model verified through a private Ollama server (slower: Ollama scores the 400
-# whole-data records one request a token).
+# The same, each model verified through a private Ollama server (decoding on Ollama; the whole-data
+# records scored by a llama-server on the model's own GGUF blob, as --scoring auto does).
 demo-ollama: build tools
 	VTUNE_DEMO_BACKEND=ollama scripts/demo.sh
 

@@ -15,7 +15,8 @@
 # VTUNE_DEMO_PROVIDERS picks the providers (default "honest backdoor-only base"; also strip, half,
 # short, tenth).
 # VTUNE_DEMO_BACKEND=ollama (`make demo-ollama`) verifies every model through a private Ollama
-# server instead (slower: Ollama scores the whole-data records one request a token).
+# server instead (decoding on Ollama, the whole-data records scored by a llama-server on the
+# model's own GGUF blob: --scoring auto).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
