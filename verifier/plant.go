@@ -300,13 +300,36 @@ const gcPercentLarge = 25
 // hold no pointers, so a collection marks little more for them. Through Ollama, planting 1 GB
 // peaks at 84 MiB (docs/bench.md). It was set when Ollama's client still allocated 8 MB a request
 // (112 to 131 MB at the default then); requests now make little garbage, so it costs little.
+//
+// The setting is the process's: concurrent Plants share it, the first to tighten saving the
+// user's setting and the last to finish restoring it.
 func tightenGC() (restore func()) {
-	prev := debug.SetGCPercent(gcPercentLarge)
-	if prev < gcPercentLarge { // lower, or off
-		debug.SetGCPercent(prev)
+	gcMu.Lock()
+	defer gcMu.Unlock()
+	if gcHolders == 0 {
+		gcSaved = debug.SetGCPercent(gcPercentLarge)
+		if gcSaved < gcPercentLarge { // lower, or off
+			debug.SetGCPercent(gcSaved)
+		}
 	}
-	return func() { debug.SetGCPercent(prev) }
+	gcHolders++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			gcMu.Lock()
+			defer gcMu.Unlock()
+			if gcHolders--; gcHolders == 0 {
+				debug.SetGCPercent(gcSaved)
+			}
+		})
+	}
 }
+
+var (
+	gcMu      sync.Mutex
+	gcHolders int // Plants between tightenGC and its restore
+	gcSaved   int // the setting before the first of them
+)
 
 // commitBoth writes the key beside the finished output and renames both into place only when both
 // are complete on disk, so that a failure (a full disk) leaves any file that was at either path
