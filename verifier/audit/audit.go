@@ -50,7 +50,8 @@ type Result struct {
 
 // Run reads the dataset at path once, runs every key-free attack on it and labels the flagged
 // records with key. A missing, unreadable or malformed dataset is a *verifier.InputError naming the
-// file and, where it applies, the line.
+// file and, where it applies, the line. A cancelled ctx stops it at the next batch of records or
+// between attacks, and Run returns ctx.Err() as it is.
 func Run(ctx context.Context, path string, key *verifier.Key) (*Report, error) {
 	if key == nil {
 		return nil, errors.New("audit: key is nil")

@@ -75,6 +75,10 @@ func newSpill() (*spill, error) {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 	}
+	// The columns are used only through their open files, which on Unix outlive their names: with
+	// the names gone at once, a process killed mid-audit (SIGKILL, out of memory) leaves nothing
+	// behind in $TMPDIR. Where open files cannot be removed, close removes them.
+	os.RemoveAll(dir)
 	return s, nil
 }
 
