@@ -51,14 +51,21 @@ workers=${FPR_WORKERS:-4}
 names=()
 stop() { for n in "${names[@]}"; do scripts/llamacpp.sh stop "$n" >/dev/null 2>&1 || true; done; }
 trap stop EXIT
-start() { # label model.gguf: prints LABEL=URL
+# start LABEL MODEL.gguf: starts the server and appends LABEL=URL to urls. It runs in this shell,
+# not in a $(...) subshell, so that names keeps the server for stop.
+urls=()
+start() {
   local n=bench-fpr-$arch-$1-$$ # the pid: two runs never share (and stop) each other's servers
   names+=("$n")
-  echo "$1=$(LLAMACPP_WATCH_PID=$$ LLAMACPP_ARGS="-np $workers" scripts/llamacpp.sh start "$2" "$n")"
+  urls+=("$1=$(LLAMACPP_WATCH_PID=$$ LLAMACPP_ARGS="-np $workers" scripts/llamacpp.sh start "$2" "$n")")
 }
-base=$(start base testdata/models/$arch.gguf)
+start base testdata/models/$arch.gguf
+base=${urls[0]}
 models=()
-for b in honest strip half short tenth backdoor-only; do models+=(-model "$(start $b $fixtures/$b.gguf)"); done
+for b in honest strip half short tenth backdoor-only; do
+  start $b $fixtures/$b.gguf
+  models+=(-model "${urls[-1]}")
+done
 
 if [[ " $parts " == *" secrets "* ]]; then
 echo "== fpr $arch: secrets, ${FPR_KEYS:-1000} keys, budget ${FPR_BUDGET:-15m}" >&2

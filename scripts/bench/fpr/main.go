@@ -155,7 +155,11 @@ func secrets(args []string) error {
 	var todo []int
 	cached := 0
 	for i := range *n {
-		if b, err := os.ReadFile(filepath.Join(*results, fmt.Sprintf("res-%04d.json", i))); *results != "" && err == nil {
+		if *results == "" {
+			todo = append(todo, i)
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(*results, fmt.Sprintf("res-%04d.json", i))); err == nil {
 			var rs []row
 			if err := json.Unmarshal(b, &rs); err == nil && len(rs) == len(ms) {
 				perKey[i] = rs
@@ -175,10 +179,12 @@ func secrets(args []string) error {
 		next                  int
 		stopped               bool
 	)
+	nw := max(*workers, 1)
+	g, gctx := errgroup.WithContext(ctx)
 	take := func() (int, bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		if next == len(todo) || stopped {
+		if next == len(todo) || stopped || gctx.Err() != nil { // done, out of time, or a worker failed
 			return 0, false
 		}
 		if *budget > 0 && time.Since(start) > *budget {
@@ -189,8 +195,7 @@ func secrets(args []string) error {
 		next++
 		return todo[next-1], true
 	}
-	var g errgroup.Group
-	for w := range max(*workers, 1) {
+	for w := range nw {
 		g.Go(func() error {
 			out := filepath.Join(*keys, fmt.Sprintf("planted-%d.jsonl", w))
 			defer os.Remove(out)
@@ -205,7 +210,7 @@ func secrets(args []string) error {
 					p := verifier.Params{Groups: verifier.DefaultGroups, Decoys: verifier.DefaultDecoys, K: verifier.DefaultK,
 						SigLen: verifier.DefaultSigLen, TriggerLen: verifier.DefaultTriggerLen, Rate: verifier.DefaultRate,
 						Mode: "replace", Prompts: 1, HeldBack: 1, Sentinels: 1, TopN: *topn}
-					if key, _, err = verifier.Plant(ctx, bm.b, verifier.PlantOptions{Input: *data,
+					if key, _, err = verifier.Plant(gctx, bm.b, verifier.PlantOptions{Input: *data,
 						Output: out, KeyPath: path, Params: p, Seed: seed}); err != nil {
 						return fmt.Errorf("key %d: %w", i, err)
 					}
@@ -215,7 +220,7 @@ func secrets(args []string) error {
 				t1 := time.Now()
 				var rs []row
 				for mi, m := range ms {
-					rep, err := verifier.Verify(ctx, m.b, key, opt)
+					rep, err := verifier.Verify(gctx, m.b, key, opt)
 					if err != nil {
 						return fmt.Errorf("key %d, %s: %w", i, m.label, err)
 					}
@@ -236,9 +241,8 @@ func secrets(args []string) error {
 				verifyTime += time.Since(t1)
 				done++
 				if done%25 == 0 || done == len(todo) {
-					fmt.Fprintf(os.Stderr, "fpr secrets: %d of %d keys (%d from the cache; %d planted now, %.2f s a key; verifying %.2f s a key, %d models; %d workers, %.2f s a key in all)\n",
-						cached+done, *n, cached, planted, seconds(plantTime, planted), seconds(verifyTime, done), len(ms),
-						*workers, seconds(time.Since(start), done))
+					fmt.Fprintf(os.Stderr, "fpr secrets: %d of %d keys (%d from the cache; %s)\n", cached+done, *n, cached,
+						costs(planted, done, plantTime, verifyTime, time.Since(start), len(ms), nw))
 				}
 				mu.Unlock()
 			}
@@ -309,11 +313,18 @@ func secrets(args []string) error {
 	}
 	fmt.Fprintf(&md, "\n%d keys of the %d asked, %d of them with their results from the cache", done, *n, cached)
 	if done > cached {
-		fmt.Fprintf(&md, "; %d planted in this run at %.2f s a key, verification %.2f s a key for %d models, %d keys at once: %.2f s a key in all",
-			planted, seconds(plantTime, planted), seconds(verifyTime, done-cached), len(ms), *workers, seconds(time.Since(start), done-cached))
+		fmt.Fprintf(&md, "; %s", costs(planted, done-cached, plantTime, verifyTime, time.Since(start), len(ms), nw))
 	}
 	md.WriteString(".\n")
 	return output(*mdPath, md.String())
+}
+
+// costs says what the keys done in this run cost: per key, the time one worker spent planting
+// and verifying it (with several workers these overlap), and the run's time over its keys.
+func costs(planted, done int, plantTime, verifyTime, elapsed time.Duration, models, workers int) string {
+	return fmt.Sprintf("%d planted in this run at %.2f s a key, verification %.2f s a key for %d models, "+
+		"%d keys at once: %.2f s a key in all", planted, seconds(plantTime, planted), seconds(verifyTime, done),
+		models, workers, seconds(elapsed, done))
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
