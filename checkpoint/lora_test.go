@@ -2,9 +2,7 @@ package checkpoint
 
 import (
 	"context"
-	"encoding/json"
 	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -93,17 +91,8 @@ func leftBehind(t *testing.T, opt Options, files []File) []string {
 		}
 	}
 	if opt.Backend == "ollama" {
-		resp, err := http.Get(opt.URL + "/api/tags")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var tags struct{ Models []struct{ Name string } }
-		json.NewDecoder(resp.Body).Decode(&tags)
-		resp.Body.Close()
-		for _, m := range tags.Models {
-			if strings.HasPrefix(m.Name, "vtune-checkpoint-") {
-				left = append(left, "ollama model "+m.Name)
-			}
+		for _, m := range servertest.OllamaModels(t, opt.URL, "vtune-checkpoint-") {
+			left = append(left, "ollama model "+m)
 		}
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")

@@ -9,7 +9,9 @@ package servertest
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,4 +147,26 @@ func StopAll() {
 		os.RemoveAll(ollama.state)
 	}
 	stopLlamaCpps()
+}
+
+// OllamaModels returns the names of the models on the Ollama server at url that start with
+// prefix: tests look for temporary models a checkpoint load left behind.
+func OllamaModels(t testing.TB, url, prefix string) []string {
+	t.Helper()
+	resp, err := http.Get(url + "/api/tags")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tags struct{ Models []struct{ Name string } }
+	if err := json.NewDecoder(resp.Body).Decode(&tags); err != nil {
+		t.Fatalf("%s/api/tags: %v", url, err)
+	}
+	var names []string
+	for _, m := range tags.Models {
+		if strings.HasPrefix(m.Name, prefix) {
+			names = append(names, m.Name)
+		}
+	}
+	return names
 }

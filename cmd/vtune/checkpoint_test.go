@@ -1,13 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -108,34 +110,47 @@ func outputs(r *verifier.Report) []string {
 func leftovers(t *testing.T, srv *servertest.Ollama, tmp string) []string {
 	t.Helper()
 	var left []string
-	resp, err := http.Get(srv.URL + "/api/tags")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tags struct{ Models []struct{ Name string } }
-	json.NewDecoder(resp.Body).Decode(&tags)
-	resp.Body.Close()
-	for _, m := range tags.Models {
-		if strings.HasPrefix(m.Name, "vtune-checkpoint-") {
-			left = append(left, "ollama model "+m.Name)
-		}
+	for _, m := range servertest.OllamaModels(t, srv.URL, "vtune-checkpoint-") {
+		left = append(left, "ollama model "+m)
 	}
 	if ents, _ := os.ReadDir(tmp); len(ents) > 0 {
 		for _, e := range ents {
 			left = append(left, "temp file "+e.Name())
 		}
 	}
-	if ents, _ := filepath.Glob(filepath.Join(servertest.Root(), ".tools/sid/tmp/llama-server-chroot.*")); len(ents) > 0 {
-		left = append(left, ents...)
-	}
+	// Other test binaries (the checkpoint package's, run at the same time by go test ./...) load
+	// checkpoints too: a process counts when it carries this binary's mark in its environment
+	// (inherited, even by a server orphaned by its wrapper), a folder in the chroot when no live
+	// process uses it.
+	var live []string
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, _ := os.ReadFile(p)
-		if strings.Contains(string(b), "llama-server") && strings.Contains(string(b), "-a\x00checkpoint\x00") {
-			left = append(left, "process "+strings.ReplaceAll(string(b), "\x00", " "))
+		cmd := string(b)
+		live = append(live, cmd)
+		if strings.Contains(cmd, "llama-server") && strings.Contains(cmd, "-a\x00checkpoint\x00") && ours(filepath.Dir(p)) {
+			left = append(left, "process "+strings.ReplaceAll(cmd, "\x00", " "))
+		}
+	}
+	dirs, _ := filepath.Glob(filepath.Join(servertest.Root(), ".tools/sid/tmp/llama-server-chroot.*"))
+	for _, d := range dirs {
+		if !slices.ContainsFunc(live, func(cmd string) bool { return strings.Contains(cmd, filepath.Base(d)) }) {
+			left = append(left, d)
 		}
 	}
 	return left
+}
+
+// ownerMark is set in this test binary's environment, so that every process it starts, and
+// theirs, carry it.
+var ownerMark = "VTUNE_TEST_OWNER=" + strconv.Itoa(os.Getpid())
+
+func init() { os.Setenv("VTUNE_TEST_OWNER", strconv.Itoa(os.Getpid())) }
+
+// ours reports whether the process whose /proc folder is dir was started from this test binary.
+func ours(dir string) bool {
+	env, err := os.ReadFile(filepath.Join(dir, "environ")) // NUL-separated, NUL-terminated
+	return err == nil && bytes.Contains(append([]byte{0}, env...), []byte("\x00"+ownerMark+"\x00"))
 }
 
 // privateTmp points TMPDIR at an empty folder, so that leftovers can see every temporary file.
