@@ -49,6 +49,8 @@ type LlamaCpp struct {
 	pieces    map[string]int // the vocabulary: token bytes -> id, -1 for a piece several share; nil until needed
 	noGrammar bool           // the server refused a token-level grammar: Score forces token by token
 	specials  map[int]string // text of tokens that render as no bytes (control tokens)
+	eosText   string         // the end-of-sequence token's text, from /props
+	eos       *int           // its id (-1 when not one token); nil until asked
 }
 
 // NewLlamaCpp returns a backend for the llama-server at base, e.g. http://127.0.0.1:8080, that
@@ -235,6 +237,7 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 		ModelAlias   string `json:"model_alias"`
 		ModelPath    string `json:"model_path"`
 		TotalSlots   int    `json:"total_slots"`
+		EOSToken     string `json:"eos_token"`
 	}
 	if err := l.call(ctx, "props", "/props", nil, &props); err != nil {
 		return ModelInfo{}, err
@@ -270,9 +273,37 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 		info.MaxTop = info.Vocab
 	}
 	l.mu.Lock()
-	l.info, l.vocab = &info, info.Vocab
+	l.info, l.vocab, l.eosText = &info, info.Vocab, props.EOSToken
 	l.mu.Unlock()
 	return info, nil
+}
+
+// eosID returns the id of the model's end-of-sequence token, as /props names its text, or -1
+// where the server does not say or the text is not one token. Asked once.
+func (l *LlamaCpp) eosID(ctx context.Context) (int, error) {
+	if _, err := l.Info(ctx); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	eos, text := l.eos, l.eosText
+	l.mu.Unlock()
+	if eos != nil {
+		return *eos, nil
+	}
+	id := -1
+	if text != "" {
+		r, err := l.tokenize(ctx, text, false, true)
+		if err != nil {
+			return 0, err
+		}
+		if len(r.Tokens) == 1 {
+			id = r.Tokens[0].ID
+		}
+	}
+	l.mu.Lock()
+	l.eos = &id
+	l.mu.Unlock()
+	return id, nil
 }
 
 // Render implements Backend with the server's own template (/apply-template), which renders the
@@ -567,16 +598,24 @@ func (l *LlamaCpp) forcedAll(ctx context.Context, prompt, ids []int, target []To
 	l.mu.Lock()
 	noGrammar := l.noGrammar
 	l.mu.Unlock()
-	// A control token (no bytes of its own: an end-of-generation token from a ranked list, say)
-	// stays out of the grammar: llama-server aborts when a grammar makes it accept an
-	// end-of-generation token before the grammar's end. It and what follows go one by one.
+	if noGrammar || len(ids) < 2 {
+		return nil, nil
+	}
+	// A control token (no bytes of its own: an end-of-generation token from a ranked list, say),
+	// and the end-of-sequence token however it is spelled, stay out of the grammar: llama-server
+	// aborts when a grammar makes it accept an end-of-generation token before the grammar's end.
+	// It and what follows go one by one.
+	eos, err := l.eosID(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for k, t := range target {
-		if len(t.Raw()) == 0 {
+		if len(t.Raw()) == 0 || ids[k] == eos {
 			ids = ids[:k]
 			break
 		}
 	}
-	if noGrammar || len(ids) < 2 {
+	if len(ids) < 2 {
 		return nil, nil
 	}
 	var g strings.Builder

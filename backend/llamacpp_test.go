@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -506,19 +507,23 @@ func TestLlamaCppScoreControlTokens(t *testing.T) {
 			t.Errorf("ScoreText(%q) = %v, one token a request %v", text, got.Logprob, want.Logprob)
 		}
 	}
-	// A target ending in the end-of-generation token, as a ranked list gives it (no bytes).
+	// Targets holding the end-of-generation token, as a ranked list gives it (no bytes) and
+	// spelled by its name (as a caller with ids may give it), then more text.
 	path := greedyPath(t, l, p, 3)
-	target := append(path, Token{Text: "<|im_end|>", Bytes: []byte{}, ID: eos.Tokens[0].ID, HasID: true})
-	got, err := l.Score(ctx, p, target)
-	if err != nil {
-		t.Fatalf("Score with an end-of-generation token: %v", err)
-	}
-	want, err := oneByOne.Score(ctx, p, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := math.Abs(got.Logprob - want.Logprob); d > 1e-4 || len(got.Tokens) != len(target) {
-		t.Errorf("Score = %v over %d tokens, one token a request %v", got.Logprob, len(got.Tokens), want.Logprob)
+	id := eos.Tokens[0].ID
+	for _, tok := range []Token{{Text: "<|im_end|>", Bytes: []byte{}, ID: id, HasID: true}, {Text: "<|im_end|>", ID: id, HasID: true}} {
+		target := append(append(slices.Clone(path), tok), path...)
+		got, err := l.Score(ctx, p, target)
+		if err != nil {
+			t.Fatalf("Score with an end-of-generation token (bytes %q): %v", tok.Raw(), err)
+		}
+		want, err := oneByOne.Score(ctx, p, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := math.Abs(got.Logprob - want.Logprob); d > 1e-4 || len(got.Tokens) != len(target) {
+			t.Errorf("Score = %v over %d tokens, one token a request %v", got.Logprob, len(got.Tokens), want.Logprob)
+		}
 	}
 	if _, err := l.Greedy(ctx, p, 4); err != nil {
 		t.Fatalf("the server stopped answering: %v", err)
