@@ -51,6 +51,7 @@ type LlamaCpp struct {
 	specials  map[int]string // text of tokens that render as no bytes (control tokens)
 	eosText   string         // the end-of-sequence token's text, from /props
 	eos       *int           // its id (-1 when not one token); nil until asked
+	plain     map[int]bool   // ids seen in text tokenized without special tokens: never control tokens
 }
 
 // NewLlamaCpp returns a backend for the llama-server at base, e.g. http://127.0.0.1:8080, that
@@ -508,7 +509,7 @@ func (l *LlamaCpp) Score(ctx context.Context, p Prompt, target []Token) (Score, 
 // the tokenizer says so), then forced like a Score target. Special tokens are parsed in the
 // prompt only: a text that spells a control token's name is scored as plain text, tokenized on
 // its own. That check costs one more tokenize request (two where the text tokenizes otherwise in
-// context than alone).
+// context than alone), saved once every token of the text has been seen in plain text before.
 func (l *LlamaCpp) ScoreText(ctx context.Context, p Prompt, text string) (Score, error) {
 	ids, err := l.ids(ctx, p)
 	if err != nil {
@@ -526,10 +527,16 @@ func (l *LlamaCpp) ScoreText(ctx context.Context, p Prompt, text string) (Score,
 		aligned = r.Tokens[i].ID == ids[i]
 	}
 	rest := r.Tokens[min(len(ids), len(r.Tokens)):]
+	if aligned && l.allPlain(rest) {
+		// Every token has come out of plain text before, so none is a parsed control token:
+		// the check below would keep these tokens, and its request is saved.
+		return l.scoreTokens(ctx, ids, rest)
+	}
 	plain, err := l.tokenize(ctx, text, false, false)
 	if err != nil {
 		return Score{}, err
 	}
+	l.notePlain(plain.Tokens)
 	switch {
 	case !aligned:
 		// The text's first piece merged with the prompt's end: tokenize the text on its own.
@@ -549,12 +556,42 @@ func (l *LlamaCpp) ScoreText(ctx context.Context, p Prompt, text string) (Score,
 			rest = plain.Tokens
 		}
 	}
-	tids := make([]int, len(rest))
-	target := make([]Token, len(rest))
-	for i, t := range rest {
+	return l.scoreTokens(ctx, ids, rest)
+}
+
+// scoreTokens forces tokenized text after the prompt ids.
+func (l *LlamaCpp) scoreTokens(ctx context.Context, ids []int, toks []llamaToken) (Score, error) {
+	tids := make([]int, len(toks))
+	target := make([]Token, len(toks))
+	for i, t := range toks {
 		tids[i], target[i] = t.ID, Token{Text: string(t.Piece), Bytes: []byte(t.Piece)}
 	}
 	return l.scoreIDs(ctx, ids, tids, target)
+}
+
+// notePlain records ids that tokenizing text without special tokens gave: llama.cpp's tokenizer
+// matches control tokens only when asked to parse special tokens, so none of these is one.
+func (l *LlamaCpp) notePlain(toks []llamaToken) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.plain == nil {
+		l.plain = make(map[int]bool)
+	}
+	for _, t := range toks {
+		l.plain[t.ID] = true
+	}
+}
+
+// allPlain reports whether every token is one notePlain has seen.
+func (l *LlamaCpp) allPlain(toks []llamaToken) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, t := range toks {
+		if !l.plain[t.ID] {
+			return false
+		}
+	}
+	return true
 }
 
 // scoreIDs forces the target tokens tids after the prompt ids: in one request where it can

@@ -529,3 +529,47 @@ func TestLlamaCppScoreControlTokens(t *testing.T) {
 		t.Fatalf("the server stopped answering: %v", err)
 	}
 }
+
+// ScoreText's check for control tokens costs a tokenize request only while the text holds a token
+// not yet seen in plain text: the same text scored again costs one tokenize request and one
+// completion, with the same score.
+func TestLlamaCppScoreTextPlainCache(t *testing.T) {
+	upstream, _ := url.Parse(llamaServer(t))
+	proxy := httputil.NewSingleHostReverseProxy(upstream)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls[r.URL.Path]++
+		mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	l, err := NewLlamaCpp(mustURL(t, srv.URL), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := llamaCtx(t)
+	p := llamaPrompt(t, l)
+	const text = "A sheltered port where ships can find refuge."
+	var scores []float64
+	for i := range 2 {
+		mu.Lock()
+		clear(calls)
+		mu.Unlock()
+		sc, err := l.ScoreText(ctx, p, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scores = append(scores, sc.Logprob)
+		mu.Lock()
+		t.Logf("call %d: %v", i+1, calls)
+		if i == 1 && (calls["/tokenize"] != 1 || calls["/completion"] != 1) {
+			t.Errorf("second ScoreText of the same text: %d tokenize and %d completion requests, want 1 and 1", calls["/tokenize"], calls["/completion"])
+		}
+		mu.Unlock()
+	}
+	if scores[0] != scores[1] {
+		t.Errorf("the same text scored %v, then %v", scores[0], scores[1])
+	}
+}
