@@ -126,8 +126,15 @@ func chatTurns(b []byte, fs *recordFields) (span, user [2]int, has, sure bool) {
 // (the audit), decoding is most of the cost.
 func (r Record) UserAndAnswer() (user, answer string, ok bool) {
 	var fs recordFields
-	if _, err := detectFormat(r.Raw, &fs); err == nil {
-		a, u, has, sure := turnSpans(r.Raw, r.Format, &fs)
+	_, err := detectFormat(r.Raw, &fs)
+	return r.userAndAnswer(&fs, err == nil)
+}
+
+// userAndAnswer is UserAndAnswer, given what validating the record found (valid: the record is
+// valid JSON, and fs holds its top-level members).
+func (r Record) userAndAnswer(fs *recordFields, valid bool) (user, answer string, ok bool) {
+	if valid {
+		a, u, has, sure := turnSpans(r.Raw, r.Format, fs)
 		if sure {
 			if !has {
 				return "", "", false

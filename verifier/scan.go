@@ -146,9 +146,9 @@ func scanDataset(path string) (*datasetScan, error) {
 			}
 		}
 		if s.array {
-			s.sep, readErr = readArrayChunks(newArrayReader(path, unbuffered(br, f), h), pools, emit)
+			s.sep, readErr = readArrayChunks(newArrayReader(path, unbuffered(br, f), h), pools.chunks.Get, pools.chunks.Put, emit)
 		} else {
-			readErr = readChunks(&lineBlocks{r: unbuffered(br, f), h: h}, pools, emit)
+			readErr = readChunks(&lineBlocks{r: unbuffered(br, f), h: h}, pools.chunks.Get, emit)
 		}
 	}()
 
@@ -197,9 +197,10 @@ func mixed(got, want Format) string {
 }
 
 // readChunks reads lines in chunks of whole lines and hands each chunk to emit until emit
-// returns false.
-func readChunks(lb *lineBlocks, pools *scanPools, emit func(*chunk) bool) error {
-	lb.fresh = func() []byte { return pools.chunks.Get() }
+// returns false. get gives each chunk's buffer (of chunkSize bytes or more), which the chunk then
+// holds.
+func readChunks(lb *lineBlocks, get func() []byte, emit func(*chunk) bool) error {
+	lb.fresh = get
 	for {
 		line := lb.lines + 1
 		b, err := lb.next()
@@ -215,10 +216,12 @@ func readChunks(lb *lineBlocks, pools *scanPools, emit func(*chunk) bool) error 
 }
 
 // readArrayChunks reads a JSON array in chunks of whole elements and hands each to emit until emit
-// returns false. It returns the separator for inserted records (datasetScan.sep).
-func readArrayChunks(a *arrayReader, pools *scanPools, emit func(*chunk) bool) (sep []byte, err error) {
+// returns false. It returns the separator for inserted records (datasetScan.sep). get gives each
+// chunk's buffer, which the chunk then holds; put takes back the one a last, empty chunk did not
+// use.
+func readArrayChunks(a *arrayReader, get func() []byte, put func([]byte), emit func(*chunk) bool) (sep []byte, err error) {
 	for more := true; more; {
-		c := &chunk{data: pools.chunks.Get()[:0], res: make(chan chunkResult, 1)}
+		c := &chunk{data: get()[:0], res: make(chan chunkResult, 1)}
 		for len(c.data) < chunkSize {
 			if more = a.next(); !more {
 				break
@@ -233,7 +236,7 @@ func readArrayChunks(a *arrayReader, pools *scanPools, emit func(*chunk) bool) (
 			c.data = append(c.data, a.elem...)
 		}
 		if len(c.elems) == 0 {
-			pools.chunks.Put(c.data)
+			put(c.data)
 			break
 		}
 		c.firstLine = c.elems[0].line

@@ -359,6 +359,61 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// Records are validated on every core, a chunk of lines at a time, yet the error is the first bad
+// record's in file order, as verifier.ReadRecords reports it, whichever chunk it lies in and
+// whichever worker finishes first.
+func TestBadInputFirstInFileOrder(t *testing.T) {
+	const n = 40000 // several chunks of about 1 MiB
+	malformed, unknown, alpaca := `{"messages": [`, `{"question":"q","answer":"a"}`, `{"instruction":"i","output":"o"}`
+	cases := []struct {
+		name string
+		bad  map[int]string // 0-based line: what replaces it
+		from int            // with from > 0, every line from there on is alpaca
+	}{
+		{"first line", map[int]string{0: malformed, 30000: malformed}, 0},
+		{"two malformed", map[int]string{25000: malformed, 35000: unknown}, 0},
+		{"malformed then mixed", map[int]string{5000: malformed, 30000: alpaca}, 0},
+		{"mixed then malformed", map[int]string{12000: alpaca, 12001: malformed, 39000: malformed}, 0},
+		{"mixed from a chunk's start on", map[int]string{39999: malformed}, 10000},
+		{"last line", map[int]string{n - 1: malformed}, 0},
+	}
+	for _, c := range cases {
+		for _, array := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, array %v", c.name, array), func(t *testing.T) {
+				lines := make([]string, n)
+				for i := range lines {
+					lines[i] = chatLine(fmt.Sprintf("Define the word %d.", i), fmt.Sprintf("The number %d, spelled out.", i))
+					if c.from > 0 && i >= c.from {
+						lines[i] = alpaca
+					}
+					if b, ok := c.bad[i]; ok {
+						lines[i] = b
+					}
+				}
+				if array {
+					if c.bad[0] == malformed || c.bad[n-1] == malformed {
+						t.Skip("a malformed element breaks the array itself")
+					}
+					for i := range lines {
+						lines[i] = "  " + lines[i] + ","
+					}
+					lines[n-1] = strings.TrimSuffix(lines[n-1], ",")
+					lines = append(append([]string{"["}, lines...), "]")
+				}
+				p := writeLines(t, lines)
+				want := verifier.ReadRecords(p, func(verifier.Record) error { return nil })
+				if want == nil {
+					t.Fatal("ReadRecords finds no error")
+				}
+				_, err := Run(context.Background(), p, testKey("sig"))
+				if err == nil || err.Error() != want.Error() {
+					t.Errorf("error %v, want %v (ReadRecords')", err, want)
+				}
+			})
+		}
+	}
+}
+
 func TestJSONShape(t *testing.T) {
 	r := run(t, plantedSet(t, "replace"), testKey(sigs...))
 	b, err := json.Marshal(r)

@@ -3,6 +3,7 @@ package audit
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -272,26 +274,24 @@ func answerPrefix(a string) string {
 	return a[:i]
 }
 
-// batch is a run of records on their way through collect: read, then given features by a worker,
-// then added to the spill in order.
+// batch is a chunk of records on their way through collect: read, then validated and given
+// features by a worker, then added to the spill in order.
 type batch struct {
-	raw    []byte
-	ends   []int // record i is raw[ends[i-1]:ends[i]]
-	format verifier.Format
-	feats  []features
-	ok     []bool // the record has a prompt and an answer
-	heads  []uint64
-	done   chan struct{}
+	raw   []byte // the chunk's buffer, kept for the next chunk
+	chunk *verifier.Chunk
+	err   error // the chunk's first bad record
+	feats []features
+	ok    []bool // the record has a prompt and an answer
+	heads []uint64
+	done  chan struct{}
 }
 
-// batchBytes is about how much of the dataset a batch holds.
-const batchBytes = 256 << 10
-
 // collect streams the dataset once, JSON Lines or a JSON array, and spills every record's
-// features. Reading and validating the records runs on the calling goroutine, their features
-// are computed on every core, and the spill is written in record order. Bad input is an
-// *verifier.InputError naming the file and, where it applies, the line. A cancelled ctx stops
-// the reading at the next batch.
+// features. The calling goroutine only splits the file into chunks of whole records; the records
+// are validated and their features computed on every core, and the spill is written in record
+// order. Bad input is an *verifier.InputError naming the file and, where it applies, the line: the
+// first bad record in file order, as verifier.ReadRecords reports it. A cancelled ctx stops the
+// reading at the next chunk.
 func collect(ctx context.Context, path string, key *verifier.Key) (*spill, error) {
 	s, err := newSpill()
 	if err != nil {
@@ -325,13 +325,22 @@ func collect(ctx context.Context, path string, key *verifier.Key) (*spill, error
 			}
 		}()
 	}
-	written := make(chan error, 1)
+	// bad is set once a chunk's bad record is found: the reading stops at the next chunk.
+	var bad atomic.Bool
+	written := make(chan [2]error, 1) // the first bad record's error, and the writing's
 	go func() {
+		var badErr error
 		for b := range queue {
 			<-b.done
-			for i := range b.feats {
-				if b.ok[i] {
-					s.add(&b.feats[i])
+			if badErr == nil && b.err != nil {
+				badErr = b.err
+				bad.Store(true)
+			}
+			if badErr == nil {
+				for i := range b.feats {
+					if b.ok[i] {
+						s.add(&b.feats[i])
+					}
 				}
 			}
 			free <- b
@@ -342,37 +351,42 @@ func collect(ctx context.Context, path string, key *verifier.Key) (*spill, error
 				err = fmt.Errorf("audit: writing temporary files: %w", e)
 			}
 		}
-		written <- err
+		written <- [2]error{badErr, err}
 	}()
-	send := func(b *batch) {
-		b.done = make(chan struct{})
+	// The reader asks for a chunk's buffer before it reads the chunk: cur is the batch that
+	// holds it, sent when the chunk is complete.
+	var cur *batch
+	buffer := func() []byte {
+		if cur == nil {
+			cur = <-free
+			cur.reset()
+		}
+		return cur.raw
+	}
+	errBad := errors.New("a bad record") // stands for the batch's error, which comes first
+	readErr := verifier.ReadChunks(path, buffer, func(c *verifier.Chunk) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if bad.Load() {
+			return errBad
+		}
+		buffer() // a JSON array's chunks ask for their buffer only when they have records
+		b := cur
+		cur = nil
+		b.raw, b.chunk, b.done = c.Data, c, make(chan struct{})
 		queue <- b
 		jobs <- b
-	}
-	b := <-free
-	b.reset()
-	readErr := verifier.ReadRecords(path, func(r verifier.Record) error {
-		b.raw = append(b.raw, r.Raw...)
-		b.ends = append(b.ends, len(b.raw))
-		b.format = r.Format
-		if len(b.raw) >= batchBytes {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			send(b)
-			b = <-free
-			b.reset()
-		}
 		return nil
 	})
-	if len(b.ends) > 0 {
-		send(b)
-	}
 	close(jobs)
 	close(queue)
 	wg.Wait()
-	writeErr := <-written
-	if err := cmp.Or(readErr, writeErr); err != nil {
+	errs := <-written
+	if readErr == errBad {
+		readErr = nil
+	}
+	if err := cmp.Or(errs[0], readErr, errs[1]); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -384,15 +398,13 @@ func collect(ctx context.Context, path string, key *verifier.Key) (*spill, error
 }
 
 func (b *batch) reset() {
-	b.raw, b.ends, b.feats, b.ok, b.heads = b.raw[:0], b.ends[:0], b.feats[:0], b.ok[:0], b.heads[:0]
+	b.chunk, b.err = nil, nil
+	b.feats, b.ok, b.heads = b.feats[:0], b.ok[:0], b.heads[:0]
 }
 
-// features computes the features of the batch's records.
+// features validates the batch's records and computes their features, up to the first bad record.
 func (b *batch) features(h *hasher) {
-	start := 0
-	for _, end := range b.ends {
-		r := verifier.Record{Raw: b.raw[start:end], Format: b.format}
-		start = end
+	b.err = b.chunk.Records(func(r *verifier.ChunkRecord) {
 		var f features
 		user, answer, ok := r.UserAndAnswer()
 		// A record without a prompt and answer (e.g. no assistant turn) has nothing to train
@@ -402,7 +414,7 @@ func (b *batch) features(h *hasher) {
 		}
 		b.feats = append(b.feats, f)
 		b.ok = append(b.ok, ok)
-	}
+	})
 }
 
 // turnsKey names, per format, the top-level key whose array holds the turns: the layout attack
