@@ -49,8 +49,7 @@ type LlamaCpp struct {
 	pieces    map[string]int // the vocabulary: token bytes -> id, -1 for a piece several share; nil until needed
 	noGrammar bool           // the server refused a token-level grammar: Score forces token by token
 	specials  map[int]string // text of tokens that render as no bytes (control tokens)
-	eosText   string         // the end-of-sequence token's text, from /props
-	eos       *int           // its id (-1 when not one token); nil until asked
+	eos       int            // the end-of-sequence token's id, -1 when unknown; set by Info
 	plain     map[int]bool   // ids seen in text tokenized without special tokens: never control tokens
 }
 
@@ -224,8 +223,8 @@ func (l *LlamaCpp) ids(ctx context.Context, p Prompt) ([]int, error) {
 	return l.textIDs(ctx, p.Text)
 }
 
-// Info implements Backend with /props and /v1/models. llama-server does not know its GGUF file's
-// digest, so Digest stays empty.
+// Info implements Backend with /props, /v1/models and one /tokenize (the end-of-sequence token's
+// id, see forcedAll). llama-server does not know its GGUF file's digest, so Digest stays empty.
 func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 	l.mu.Lock()
 	cached := l.info
@@ -273,38 +272,32 @@ func (l *LlamaCpp) Info(ctx context.Context) (ModelInfo, error) {
 	if info.Vocab > 0 && info.Vocab < LlamaCppMaxTop {
 		info.MaxTop = info.Vocab
 	}
+	// The end-of-sequence token's id, which a score's grammar must never hold (forcedAll).
+	eos := -1
+	if props.EOSToken != "" {
+		r, err := l.tokenize(ctx, props.EOSToken, false, true)
+		if err != nil {
+			return ModelInfo{}, err
+		}
+		if len(r.Tokens) == 1 {
+			eos = r.Tokens[0].ID
+		}
+	}
 	l.mu.Lock()
-	l.info, l.vocab, l.eosText = &info, info.Vocab, props.EOSToken
+	l.info, l.vocab, l.eos = &info, info.Vocab, eos
 	l.mu.Unlock()
 	return info, nil
 }
 
 // eosID returns the id of the model's end-of-sequence token, as /props names its text, or -1
-// where the server does not say or the text is not one token. Asked once.
+// where the server does not say or the text is not one token. Info finds it.
 func (l *LlamaCpp) eosID(ctx context.Context) (int, error) {
 	if _, err := l.Info(ctx); err != nil {
 		return 0, err
 	}
 	l.mu.Lock()
-	eos, text := l.eos, l.eosText
-	l.mu.Unlock()
-	if eos != nil {
-		return *eos, nil
-	}
-	id := -1
-	if text != "" {
-		r, err := l.tokenize(ctx, text, false, true)
-		if err != nil {
-			return 0, err
-		}
-		if len(r.Tokens) == 1 {
-			id = r.Tokens[0].ID
-		}
-	}
-	l.mu.Lock()
-	l.eos = &id
-	l.mu.Unlock()
-	return id, nil
+	defer l.mu.Unlock()
+	return l.eos, nil
 }
 
 // Render implements Backend with the server's own template (/apply-template), which renders the

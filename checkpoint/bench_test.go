@@ -23,7 +23,8 @@ import (
 // Three stacks: llama-server; Ollama scoring by itself (one request a target token); and Ollama
 // with a llama-server on the model's own GGUF blob as its scorer (checkpoint.OpenOllamaScorer,
 // what --scoring auto picks), where greedy decoding stays on Ollama. A fresh backend per
-// iteration, as a verification sees a new prompt per group (the scorer is started once).
+// iteration, as a verification sees a new prompt per group (the scorer is started once), its Info
+// asked untimed first, as verify asks it once per model.
 //
 //	go test -run x -bench ScoreVsGreedy ./checkpoint
 func BenchmarkScoreVsGreedy(b *testing.B) {
@@ -114,6 +115,10 @@ func BenchmarkScoreVsGreedy(b *testing.B) {
 				exact := true
 				for b.Loop() {
 					be := st.open()
+					// Untimed, as verify asks it once per model before any prompt.
+					if _, err := be.Info(ctx); err != nil {
+						b.Fatal(err)
+					}
 					t0 := time.Now()
 					if _, err := be.Greedy(ctx, prompt, n); err != nil {
 						b.Fatal(err)
