@@ -6,7 +6,7 @@
 # and removed), every model served by llama-server (one thread). Writes OUT/ARCH.json (verify
 # --json: one row per model and type) and the figures of --plot in OUT/plots-ARCH/; default OUT
 # .tools/bench/exp-quant. scripts/bench/tabulate turns the JSON into the table in docs/results.md.
-# About 3 minutes per architecture on 2 cores; nothing is cached (the quantized files are removed).
+# About 1.5 minutes per architecture on 2 cores with --parallel 4 (99 and 88 s, 2026-11-30); nothing is cached (the quantized files are removed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"

@@ -5,11 +5,11 @@
 # scripts/bench/pngsmall). Work files stay under .tools/bench/exp-*/.
 #
 # Cost from cold caches on the 2-core machine, shared (2026-11-30, load 3 to 9): 19.5 minutes.
-# quant.sh about 3 minutes per architecture; share.sh about 2 minutes (it verifies the committed
+# quant.sh 99 and 88 s for the two architectures; share.sh 34 s (it verifies the committed
 # sweep fine-tunes; VTUNE_SHARE_TRAIN=1 trains them again, 45 minutes); fpr.sh 1,000 fresh keys at
 # about 0.8 s a key (4 at once) within FPR_BUDGET (default 15m; the table says how many keys it
 # holds, and a later run adds to the cache), then 2.5 minutes scoring its pools. With every cache
-# full a run takes about 5 minutes.
+# full a run took 5 minutes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"

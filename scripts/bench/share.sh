@@ -39,6 +39,7 @@ export LLAMACPP_THREADS=${LLAMACPP_THREADS:-1}
 export VTUNE_LLAMA_SERVER=${VTUNE_LLAMA_SERVER:-$root/scripts/llama-server-chroot.sh}
 settings=${VTUNE_SHARE_SETTINGS:-"r0.10 r0.25 r0.50 r1.00 g4 g16"}
 make -s build
+start=$SECONDS
 
 verify() { # key model report: exit 0 or 1 are both results
   bin/vtune verify -q --json -k "$1" --backend llamacpp --checkpoint "$2" --parallel 4 >"$3.tmp" || [ $? -le 1 ]
@@ -84,4 +85,4 @@ for name in $settings; do
   verify "$key" "$model" "$out/$name.json"
   verify "$key" testdata/models/$arch.gguf "$out/$name-base.json"
 done
-echo "share sweep reports in $out" >&2
+echo "share sweep reports in $out ($((SECONDS - start)) s)" >&2
