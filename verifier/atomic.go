@@ -10,8 +10,28 @@ import (
 type atomicFile struct {
 	*os.File
 	dest    string
-	flushed bool // written to disk and closed
-	done    bool // renamed or removed
+	written int64 // bytes written so far
+	kicked  int64 // bytes whose write-back to disk has been started
+	flushed bool  // written to disk and closed
+	done    bool  // renamed or removed
+}
+
+// writebackEvery is how much is written between two starts of the write-back to disk. Flush
+// syncs the file before it is renamed into place; started as the file is written, the write-back
+// runs beside the writing instead of after it: on the development machine, syncing 1 GB written
+// at once took 0.26 s after the writing, and 3 ms when started every 8 MiB (docs/bench.md).
+const writebackEvery = 8 << 20
+
+// Write writes b to the file, and starts writing what it holds to disk every writebackEvery
+// bytes.
+func (f *atomicFile) Write(b []byte) (int, error) {
+	n, err := f.File.Write(b)
+	f.written += int64(n)
+	if f.written-f.kicked >= writebackEvery {
+		startWriteback(f.File, f.kicked, f.written-f.kicked)
+		f.kicked = f.written
+	}
+	return n, err
 }
 
 func createAtomic(dest string, perm os.FileMode) (*atomicFile, error) {
