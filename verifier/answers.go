@@ -303,7 +303,9 @@ var asciiLower, asciiKeep, asciiSpace = func() (lower, keep, space [utf8.RuneSel
 // answers with the same normalised form (normalHash) have the same sketch, so the sketch picks the
 // candidates among which normalHash finds the near-duplicates. A sum of one random-looking weight
 // a kept character costs about a cycle a byte, where normalising the text costs several. It is
-// never 0, which marks "no answer".
+// never 0, which marks "no answer": a sum whose top 16 bits are 0 gets 1, so that the sketch
+// takes 65,535 values and a sent record is a candidate by chance half as often as with its low
+// bit forced to 1.
 func answerSketch(answer []byte) uint16 {
 	var h uint64
 	for i := 0; i < len(answer); {
@@ -318,7 +320,7 @@ func answerSketch(answer []byte) uint16 {
 			h += sketchWeight(r)
 		}
 	}
-	return uint16(h>>48) | 1
+	return max(uint16(h>>48), 1)
 }
 
 // sketchWeight is a kept character's weight in answerSketch: splitmix64's finaliser of the rune.

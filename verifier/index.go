@@ -37,17 +37,24 @@ func (x *recordIndex) add(first int, off int64, firstLine int, starts []uint32, 
 
 // seekTo moves r, a reader of JSON Lines on f that has handed out n records, to the closest
 // indexed record at or before record target when that is ahead of r, and returns the records
-// handed out before where r now is; otherwise r is left where it is, for skip to walk from.
+// handed out before where r now is; otherwise r is left where it is, for skip to walk from. When
+// the indexed record is in the lines r has read already, r moves to it there without reading:
+// the records a pass wants may lie a few kilobytes apart, closer than a read's size.
 func (x *recordIndex) seekTo(r *recordReader, f *os.File, n, target int) int {
 	k := target / indexEvery
 	if x == nil || k >= len(x.entries) || k*indexEvery <= n {
 		return n
 	}
 	e := x.entries[k]
-	lb := r.lines.blocks
-	lb.r = io.NewSectionReader(f, e.off, math.MaxInt64-e.off) // positioned reads: no seek
-	lb.n, lb.cut, lb.eof, lb.lines = 0, 0, false, e.line-1
-	r.lines.rest, r.lines.line, r.lines.unterminated = nil, e.line-1, false
+	s, lb := r.lines, r.lines.blocks
+	if at := e.off - lb.off; at >= int64(lb.cut-len(s.rest)) && at < int64(lb.cut) {
+		s.rest = lb.buf[at:lb.cut]
+	} else {
+		lb.r = io.NewSectionReader(f, e.off, math.MaxInt64-e.off) // positioned reads: no seek
+		lb.n, lb.cut, lb.off, lb.eof, lb.lines = 0, 0, e.off, false, e.line-1
+		s.rest = nil
+	}
+	s.line, s.unterminated = e.line-1, false
 	r.n = k * indexEvery
 	return r.n
 }

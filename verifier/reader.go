@@ -165,6 +165,7 @@ type lineBlocks struct {
 	h      io.Writer // if set, every byte read is written to it (the file's hash)
 	buf    []byte    // data in buf[:n]; the last block handed out is buf[:cut]
 	n, cut int
+	off    int64 // where buf[0] lies in what r reads (in the file, after recordIndex.seekTo)
 	eof    bool
 	lines  int // lines in the blocks handed out, for the error about a long one
 	// fresh, if set, gives the buffer for each block, which its caller then keeps: the scan
@@ -190,6 +191,7 @@ func (lb *lineBlocks) next() ([]byte, error) {
 		}
 		lb.buf = buf[:cap(buf)]
 	}
+	lb.off += int64(lb.cut)
 	lb.n = copy(lb.buf, rest)
 	lb.cut = 0
 	for scanned := 0; ; {
