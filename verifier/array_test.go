@@ -16,7 +16,7 @@ import (
 func splitArray(t *testing.T, data string) (gaps, elems []string, lines []int, tail string, err error) {
 	t.Helper()
 	// One byte a read: every element and gap crosses buffer refills.
-	a := newArrayReader("a.json", iotest.OneByteReader(strings.NewReader(data)), nil)
+	a := newArrayReader("a.json", iotest.OneByteReader(strings.NewReader(data)))
 	for a.next() {
 		gaps, elems, lines = append(gaps, string(a.gap)), append(elems, string(a.elem)), append(lines, a.elemLine)
 	}

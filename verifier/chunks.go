@@ -79,7 +79,7 @@ func ReadChunks(path string, buf func() []byte, fn func(*Chunk) error) error {
 	br := bufio.NewReaderSize(f, 1<<20)
 	var readErr error
 	if sniffArray(br) {
-		_, readErr = readArrayChunks(newArrayReader(path, unbuffered(br, f), nil), get, func([]byte) {}, emit)
+		_, readErr = readArrayChunks(newArrayReader(path, unbuffered(br, f)), get, func([]byte) {}, emit)
 	} else {
 		readErr = readChunks(&lineBlocks{r: unbuffered(br, f)}, get, emit)
 	}

@@ -79,7 +79,7 @@ func pieces(t *testing.T, path string) (gaps, recs []string, tail string) {
 		}
 		return gaps, recs, "\n"
 	}
-	a := newArrayReader(path, bytes.NewReader(data), nil)
+	a := newArrayReader(path, bytes.NewReader(data))
 	for a.next() {
 		gaps, recs = append(gaps, string(a.gap)), append(recs, string(a.elem))
 	}

@@ -117,7 +117,7 @@ func readAllRecords(path string, data []byte) ([]Record, [][2]int, error) {
 		recs = append(recs, r)
 	}
 	if rr.array != nil {
-		a, at := newArrayReader(path, bytes.NewReader(data), nil), 0
+		a, at := newArrayReader(path, bytes.NewReader(data)), 0
 		for a.next() {
 			at += len(a.gap)
 			spans = append(spans, [2]int{at, at + len(a.elem)})

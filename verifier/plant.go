@@ -157,6 +157,9 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	if err != nil {
 		return nil, nil, err
 	}
+	hashCtx, stopHash := context.WithCancel(ctx) // an error ends the hashing too
+	defer stopHash()
+	inputSum := hashFile(hashCtx, opt.Input)
 	restoreGC := func() {}
 	if scan.records > largeRecords {
 		restoreGC = tightenGC()
@@ -196,8 +199,8 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 		Format:  scan.format,
 		Records: scan.records,
 		Planted: total,
-		Input:   opt.Input, InputSHA256: scan.sha256,
-		Output: opt.Output,
+		Input:   opt.Input,
+		Output:  opt.Output,
 	}
 	g := &generator{b: b, p: p, rng: rng, hosts: hosts}
 	ngroups := p.Groups + p.Decoys
@@ -249,6 +252,9 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 		return nil, nil, err
 	}
 	key.OutputSHA256 = sum
+	if key.InputSHA256, err = inputSum(); err != nil {
+		return nil, nil, err
+	}
 	if err := ctx.Err(); err != nil { // interrupted while writing: nothing is renamed into place
 		return nil, nil, err
 	}
@@ -806,7 +812,7 @@ func writeLines(ctx context.Context, path string, r io.Reader, out *outPipe, pla
 // before, or the file's first one at either end (scan.sep).
 func writeArray(ctx context.Context, path string, r io.Reader, bw *outPipe, plan *outputPlan, scan *datasetScan, progress func(int)) (int, error) {
 	c := newPlanCursor(plan)
-	a := newArrayReader(path, r, nil)
+	a := newArrayReader(path, r)
 	var opening []byte // the first record's gap: '[' and the space around it
 	started := false
 	// put writes a record after gap, or after the opening when it is the first one written; a

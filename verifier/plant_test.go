@@ -3,6 +3,8 @@ package verifier
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,6 +80,9 @@ func TestPlantWritesDatasetAndKey(t *testing.T) {
 			}
 			planted = append(planted, outL[i])
 		}
+	}
+	if in, out := sha256.Sum256(orig), sha256.Sum256(out); key.InputSHA256 != hex.EncodeToString(in[:]) || key.OutputSHA256 != hex.EncodeToString(out[:]) {
+		t.Errorf("key's hashes %s and %s, want the input's %x and the output's %x", key.InputSHA256, key.OutputSHA256, in, out)
 	}
 	if len(planted) != 20 || sum.Planted != 20 || key.Planted != 20 || !sum.InPlace || sum.OutputRecords != 400 {
 		t.Fatalf("planted %d lines, summary %+v, key %d; want 20 in place of 400", len(planted), sum, key.Planted)

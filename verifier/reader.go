@@ -57,7 +57,7 @@ func newRecordReader(path string, r io.Reader) *recordReader {
 	br := bufio.NewReaderSize(r, 1<<20)
 	rr := &recordReader{path: path}
 	if sniffArray(br) {
-		rr.array = newArrayReader(path, unbuffered(br, r), nil)
+		rr.array = newArrayReader(path, unbuffered(br, r))
 	} else {
 		rr.lines = newLineScanner(unbuffered(br, r))
 	}
@@ -162,8 +162,7 @@ func ReadRecords(path string, fn func(Record) error) error {
 // a large file looks at each line where it lies, instead of handing lines out one call at a time.
 type lineBlocks struct {
 	r      io.Reader
-	h      io.Writer // if set, every byte read is written to it (the file's hash)
-	buf    []byte    // data in buf[:n]; the last block handed out is buf[:cut]
+	buf    []byte // data in buf[:n]; the last block handed out is buf[:cut]
 	n, cut int
 	off    int64 // where buf[0] lies in what r reads (in the file, after recordIndex.seekTo)
 	eof    bool
@@ -215,9 +214,6 @@ func (lb *lineBlocks) next() ([]byte, error) {
 			lb.buf = append(lb.buf, make([]byte, min(len(lb.buf), maxLine+1-len(lb.buf)))...)
 		}
 		k, err := lb.r.Read(lb.buf[lb.n:])
-		if lb.h != nil {
-			lb.h.Write(lb.buf[lb.n : lb.n+k])
-		}
 		lb.n += k
 		if errors.Is(err, io.EOF) {
 			lb.eof = true
@@ -275,7 +271,6 @@ func (s *lineScanner) err() error { return s.e }
 type arrayReader struct {
 	path string
 	r    io.Reader
-	h    io.Writer // if set, every byte read is written to it (the file's hash)
 
 	buf   []byte
 	start int // first byte not yet handed out: the next gap begins here
@@ -310,8 +305,8 @@ const (
 	failed
 )
 
-func newArrayReader(path string, r io.Reader, h io.Writer) *arrayReader {
-	return &arrayReader{path: path, r: r, h: h, buf: make([]byte, 0, 1<<20), line: 1}
+func newArrayReader(path string, r io.Reader) *arrayReader {
+	return &arrayReader{path: path, r: r, buf: make([]byte, 0, 1<<20), line: 1}
 }
 
 // fail stops reading with an error at the scanning position's line.
@@ -346,9 +341,6 @@ func (a *arrayReader) fill() bool {
 	}
 	for {
 		n, err := a.r.Read(a.buf[a.end:cap(a.buf)])
-		if a.h != nil {
-			a.h.Write(a.buf[a.end : a.end+n])
-		}
 		a.buf = a.buf[:a.end+n]
 		a.end += n
 		switch {
