@@ -5,7 +5,8 @@
 # reported):
 #   - `cat FILE >/dev/null` (reading from the page cache), `cat FILE > OUT` (a copy) and
 #     `cat FILE > OUT && sync OUT` (a copy on disk, as planting's output is before it is renamed
-#     into place);
+#     into place), and `openssl dgst -sha256 FILE`: the key holds the SHA-256 of the input and of
+#     the output, a cost that no `cat` pays;
 #   - planting with the in-process fake model (verifier's TestPlantLargeFile under
 #     /usr/bin/time), on the file and on its first 1 MB: the difference is the dataset's share,
 #     with nothing else running.
@@ -18,8 +19,8 @@
 # Then, RUNS times, the audit on its own (`vtune audit`) of the file as planted with the in-process
 # model.
 # Every output is removed, and the disk synced, before the next step, so each write finds the
-# memory the last one freed and no write-back of it. The machine's load average is printed before and after: the machine is shared, and
-# other jobs slow every figure. The figures go into docs/bench.md.
+# memory the last one freed and no write-back of it. The machine's load average is printed before
+# and after: the machine is shared, and other jobs slow every figure. The figures go into docs/bench.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -37,6 +38,7 @@ fi
 small=$work/small.jsonl
 head -c 1048576 "$data" | head -n -1 >"$small"
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
 go build -o bin/vtune ./cmd/vtune
 go test -c -o "$work/verifier.test" ./verifier
 
@@ -72,7 +74,7 @@ if [ "$ollama" = 1 ]; then
   scripts/ollama.sh create tiny-llama testdata/models/tiny-llama.Modelfile
 fi
 
-names="cat-null cat-copy cat-sync fake-large fake-small audit"
+names="cat-null cat-copy cat-sync sha256 fake-large fake-small audit"
 [ "$ollama" = 1 ] && names="$names plant-large plant-small plant-audit"
 for n in $names; do rm -f "$work/$n"; done
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -81,6 +83,8 @@ for r in $(seq "$runs"); do
   timed cat-null sh -c 'cat "$1" >/dev/null' sh "$data"
   timed cat-copy sh -c 'cat "$1" >"$2"' sh "$data" "$out"
   timed cat-sync sh -c 'cat "$1" >"$2" && sync "$2"' sh "$data" "$out"
+  # The key holds the SHA-256 of the input and of the output: one of them, on its own.
+  timed sha256 openssl dgst -sha256 "$data"
   timed fake-large $(fake "$data")
   stages=$(grep -o 'stages: .*' "$work/last.out")
   records=$(grep -o '[0-9]* records' "$work/last.out" | head -1)
@@ -121,6 +125,7 @@ printf 'dataset                     %s MB, %s; medians of %s runs\n' "$mb" "$rec
 printf 'cat FILE >/dev/null         %.2f s, CPU %.2f s\n' "$cat_null" "$(median cat-null 3)"
 printf 'cat FILE > OUT              %.2f s, CPU %.2f s\n' "$cat_copy" "$(median cat-copy 3)"
 printf 'cat FILE > OUT && sync OUT  %.2f s, CPU %.2f s\n' "$cat_sync" "$(median cat-sync 3)"
+printf 'openssl dgst -sha256 FILE   %.2f s, CPU %.2f s (the key hashes input and output)\n' "$(median sha256 1)" "$(median sha256 3)"
 printf 'fake model, whole file      %.2f s, peak RSS %s MiB\n' "$(median fake-large 1)" "$(mib fake-large)"
 printf '                            (last run %s)\n' "$stages"
 printf 'fake model, first 1 MB      %.2f s, peak RSS %s MiB\n' "$(median fake-small 1)" "$(mib fake-small)"
