@@ -386,7 +386,7 @@ func (a *answerBatch) add(answer []byte, has bool) {
 	var n uint32
 	var h uint16
 	if has {
-		n, h = uint32(min(len(answer), math.MaxUint32)), answerSketch(answer)
+		n, h = uint32(min(uint64(len(answer)), math.MaxUint32)), answerSketch(answer)
 	}
 	a.length = append(a.length, n)
 	a.hash = append(a.hash, h)

@@ -157,9 +157,12 @@ func Plant(ctx context.Context, b backend.Backend, opt PlantOptions) (*Key, *Pla
 	if err != nil {
 		return nil, nil, err
 	}
-	hashCtx, stopHash := context.WithCancel(ctx) // an error ends the hashing too
-	defer stopHash()
-	inputSum := hashFile(hashCtx, opt.Input)
+	hashCtx, stopHash := context.WithCancel(ctx)
+	inputSum := hashFile(hashCtx, opt.Input, scan.size, scan.modTime)
+	defer func() { // on an error, the hashing stops before Plant returns
+		stopHash()
+		inputSum()
+	}()
 	restoreGC := func() {}
 	if scan.records > largeRecords {
 		restoreGC = tightenGC()

@@ -56,7 +56,7 @@ func (l lengths) at(i int) uint32 { return l[i] }
 // the records are shuffled, their pi_i laid end to end on [0, n), and the records under the points
 // u, u+1, ..., u+n-1 taken, u uniform on [0, 1). The indexes come back in random order.
 func drawWeighted(rng *rand.Rand, length weights, n int) []int {
-	if length.len() > math.MaxUint32 {
+	if uint64(length.len()) > math.MaxUint32 {
 		panic("drawWeighted: more than 2^32 records")
 	}
 	c := lengthCap(length, n)
@@ -153,7 +153,8 @@ func drawRecords(rng *rand.Rand, path string, s *datasetScan, n int, dups *dupCh
 // dupCheck counts the held-back records whose normalised answer is also that of a sent record
 // (sent: a record of the input that is not held back). The scan keeps each record's 16-bit
 // answerSketch; the sent records whose sketch is a held-back record's are candidates (the true
-// near-duplicates and about 1% others), and the pass that reads the drawn records hashes their
+// near-duplicates and, by chance, about 0.4% of the others with 256 held-back records among
+// 65,535 sketch values), and the pass that reads the drawn records hashes their
 // answers in full, so that the count is that of full 64-bit normalHash values without holding
 // those for every record.
 type dupCheck struct {

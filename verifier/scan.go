@@ -191,45 +191,57 @@ func scanDataset(path string) (*datasetScan, error) {
 }
 
 // hashFile computes the SHA-256 of the file at path on a goroutine of its own, and returns what
-// waits for it. Planting hashes its input beside drawing the secrets, which leaves a core idle on
-// a large file (the shuffle of the whole-data draw) and waits for the model: in the scan, the
-// hash was the reading goroutine's work and, on two cores, added a quarter to the scan's time.
-// The file is read a third time, from the page cache where it fits; it stops when ctx is done.
-func hashFile(ctx context.Context, path string) (wait func() (string, error)) {
-	type result struct {
-		sum string
-		err error
-	}
-	done := make(chan result, 1)
+// waits for it (as often as asked). Planting hashes its input beside drawing the secrets, which
+// leaves a core idle on a large file (the whole-data draw's shuffle) and waits for the model: in
+// the scan, the hash was the reading goroutine's work and, on two cores, added a quarter to the
+// scan's time. The file is read a third time, from the page cache where it fits. size and
+// modTime are the file's as the scan found it: a file that differs from them once hashed is an
+// error, as writePlanted's check after copying it is, so that the sum is that of the records
+// validated and planted. It stops when ctx is done.
+func hashFile(ctx context.Context, path string, size int64, modTime time.Time) (wait func() (string, error)) {
+	done := make(chan struct{})
+	var sum string
+	var err error
 	go func() {
-		f, err := os.Open(path)
-		if err != nil {
-			done <- result{err: &InputError{File: path, Msg: unwrapPath(err).Error()}}
-			return
-		}
-		defer f.Close()
-		h := sha256.New()
-		buf := make([]byte, 1<<20)
-		for {
-			if err := ctx.Err(); err != nil {
-				done <- result{err: err}
-				return
-			}
-			n, err := f.Read(buf)
-			h.Write(buf[:n])
-			if err == io.EOF {
-				break
-			} else if err != nil {
-				done <- result{err: &InputError{File: path, Msg: unwrapPath(err).Error()}}
-				return
-			}
-		}
-		done <- result{sum: hex.EncodeToString(h.Sum(nil))}
+		defer close(done)
+		sum, err = hashUnchanged(ctx, path, size, modTime)
 	}()
 	return func() (string, error) {
-		r := <-done
-		return r.sum, r.err
+		<-done
+		return sum, err
 	}
+}
+
+// hashUnchanged is hashFile's work.
+func hashUnchanged(ctx context.Context, path string, size int64, modTime time.Time) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", &InputError{File: path, Msg: unwrapPath(err).Error()}
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		k, err := f.Read(buf)
+		h.Write(buf[:k])
+		n += int64(k)
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			return "", &InputError{File: path, Msg: unwrapPath(err).Error()}
+		}
+	}
+	if st, err := f.Stat(); err != nil || n != size || st.Size() != size || !st.ModTime().Equal(modTime) {
+		return "", &InputError{File: path, Msg: "dataset changed while planting"}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func mixed(got, want Format) string {

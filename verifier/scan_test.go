@@ -2,6 +2,10 @@ package verifier
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -9,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // bigFile writes n prompt/completion lines spanning several scan chunks, with line bad (1-based)
@@ -163,5 +168,41 @@ func TestLinesLongLine(t *testing.T) {
 	err = ReadRecords(p, func(Record) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "long.jsonl: line 2 is longer than 64 MiB") {
 		t.Errorf("reader: %v", err)
+	}
+}
+
+// TestHashFile: the sum of a file as the scan found it; a file whose size or modification time
+// is no longer the scan's is an error, not the sum of other bytes; a cancelled hash stops.
+func TestHashFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d.jsonl")
+	data := bytes.Repeat([]byte(`{"prompt":"p","completion":"c"}`+"\n"), 100_000) // several reads
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(data)
+	wait := hashFile(context.Background(), p, st.Size(), st.ModTime())
+	for range 2 { // as often as asked
+		if sum, err := wait(); err != nil || sum != hex.EncodeToString(want[:]) {
+			t.Fatalf("hashFile = %s, %v; want %x", sum, err, want)
+		}
+	}
+	var ie *InputError
+	for _, c := range []struct {
+		size int64
+		mod  time.Time
+	}{{st.Size() - 1, st.ModTime()}, {st.Size(), st.ModTime().Add(-time.Second)}} {
+		sum, err := hashFile(context.Background(), p, c.size, c.mod)()
+		if !errors.As(err, &ie) || !strings.Contains(err.Error(), "changed while planting") || sum != "" {
+			t.Errorf("file changed since the scan: hashFile = %q, %v", sum, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := hashFile(ctx, p, st.Size(), st.ModTime())(); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: hashFile's error %v", err)
 	}
 }
