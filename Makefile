@@ -27,11 +27,14 @@ tools: ollama llamacpp
 
 # Unit tests and the integration tests against the real servers. VTUNE_REQUIRE_SERVERS turns a
 # missing server into a failure instead of a skip. First go.mod must already be tidy (`go mod tidy
-# -diff` prints what tidying would change and fails), then the race detector runs over the packages
-# that share state between goroutines (the backends' clients, the dataset scan, the progress line,
-# parallel verification), without servers: about 40 s on 2 busy cores.
+# -diff` prints what tidying would change and fails) and every package must build for macOS and
+# Windows, where Ollama and llama.cpp run too (vet compiles it; the tests run here, on Linux),
+# then the race detector runs over the packages that share state between goroutines (the
+# backends' clients, the dataset scan, the progress line, parallel verification), without
+# servers: about 40 s on 2 busy cores.
 test: tools
 	$(GO) mod tidy -diff
+	GOOS=darwin $(GO) vet ./... && GOOS=windows $(GO) vet ./...
 	$(GO) test -race -short -count=1 ./backend/... ./verifier ./cmd/vtune
 	VTUNE_REQUIRE_SERVERS=1 $(GO) test -count=1 -timeout 30m ./...
 

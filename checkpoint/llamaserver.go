@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"vtune/backend"
@@ -128,9 +127,7 @@ func (l *launcher) start(args []string, log string) (stop func(context.Context) 
 	defer out.Close()
 	cmd := exec.Command(l.path, args...)
 	cmd.Stdout, cmd.Stderr = out, out
-	// Its own process group, so a Ctrl-C meant for vtune reaches vtune, which stops the server
-	// in order; Pdeathsig ends it should vtune die without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = serverAttrs()
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("starting llama-server: %w", err)
 	}
@@ -142,15 +139,14 @@ func (l *launcher) start(args []string, log string) (stop func(context.Context) 
 			return nil
 		}
 		done = true
-		group := -cmd.Process.Pid
-		syscall.Kill(group, syscall.SIGTERM)
+		signalServer(cmd.Process, false)
 		select {
 		case <-exited:
 			return nil
 		case <-time.After(10 * time.Second):
 		case <-ctx.Done():
 		}
-		syscall.Kill(group, syscall.SIGKILL)
+		signalServer(cmd.Process, true)
 		<-exited
 		return nil
 	}
