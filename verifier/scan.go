@@ -92,9 +92,9 @@ func (f *freeList[T]) Put(x T) {
 
 // scanDataset validates every record, detects the format and counts records in one streaming
 // pass. JSON validation is the expensive part, so one goroutine reads (and splits a JSON array
-// into its elements) while the others validate chunks of whole records; results
-// are merged in file order, so the error reported is the first one in the file. Memory stays at a
-// few chunks, whatever the file's size.
+// into its elements) while the others validate chunks of whole records; results are merged in
+// file order, so the error reported is the first one in the file. Memory stays at a few chunks,
+// whatever the file's size.
 func scanDataset(path string) (*datasetScan, error) {
 	f, err := os.Open(path)
 	if err != nil {
