@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
-	"os"
 )
 
 // Chunk is a run of whole records of a dataset, as ReadChunks hands them out: whole lines of JSON
@@ -41,14 +39,11 @@ func (r *ChunkRecord) UserAndAnswer() (user, answer string, ok bool) {
 // except those fn returns, which are returned as they are. Taken together with each chunk's
 // Records in file order, the first error is ReadRecords' first.
 func ReadChunks(path string, buf func() []byte, fn func(*Chunk) error) error {
-	f, err := os.Open(path)
+	f, _, err := openDataset(path)
 	if err != nil {
-		return &InputError{File: path, Msg: fmt.Sprintf("cannot open dataset: %v", unwrapPath(err))}
+		return err
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return &InputError{File: path, Msg: "is a directory, not a dataset"}
-	}
 	get := func() []byte {
 		var b []byte
 		if buf != nil {

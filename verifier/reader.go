@@ -123,20 +123,38 @@ func (r *recordReader) record() Record { return r.rec }
 // err returns the error that stopped reading, nil at the end of the data; an *InputError.
 func (r *recordReader) err() error { return r.e }
 
+// openDataset opens the dataset at path for reading, refusing a directory; errors are
+// *InputError naming the file.
+func openDataset(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, &InputError{File: path, Msg: fmt.Sprintf("cannot open dataset: %v", unwrapPath(err))}
+	}
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		err = &InputError{File: path, Msg: unwrapPath(err).Error()}
+	case st.IsDir():
+		err = &InputError{File: path, Msg: "is a directory, not a dataset"}
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
+}
+
 // ReadRecords streams the dataset at path, JSON Lines or a JSON array of records, and calls fn
 // with each record in file order, its format detected: the first record's format is the file's,
 // and a record of another is an error. The Raw of the record passed to fn is valid only during the
 // call. Errors are *InputError naming the file and, where it applies, the line, except those fn
 // returns, which are returned as they are.
 func ReadRecords(path string, fn func(Record) error) error {
-	f, err := os.Open(path)
+	f, _, err := openDataset(path)
 	if err != nil {
-		return &InputError{File: path, Msg: fmt.Sprintf("cannot open dataset: %v", unwrapPath(err))}
+		return err
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return &InputError{File: path, Msg: "is a directory, not a dataset"}
-	}
 	rr := newRecordReader(path, f)
 	var format Format
 	for rr.next() {

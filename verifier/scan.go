@@ -96,18 +96,11 @@ func (f *freeList[T]) Put(x T) {
 // file order, so the error reported is the first one in the file. Memory stays at a few chunks,
 // whatever the file's size.
 func scanDataset(path string) (*datasetScan, error) {
-	f, err := os.Open(path)
+	f, st, err := openDataset(path)
 	if err != nil {
-		return nil, &InputError{File: path, Msg: fmt.Sprintf("cannot open dataset: %v", unwrapPath(err))}
+		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, &InputError{File: path, Msg: unwrapPath(err).Error()}
-	}
-	if st.IsDir() {
-		return nil, &InputError{File: path, Msg: "is a directory, not a dataset"}
-	}
 	br := bufio.NewReaderSize(f, 1<<20)
 	s := &datasetScan{size: st.Size(), modTime: st.ModTime(), array: sniffArray(br), answers: &answers{}}
 

@@ -206,3 +206,23 @@ func TestHashFile(t *testing.T) {
 		t.Errorf("cancelled: hashFile's error %v", err)
 	}
 }
+
+// TestOpenDatasetErrors: every reader of a dataset refuses a directory and a missing file with an
+// *InputError naming it, and says which.
+func TestOpenDatasetErrors(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.jsonl")
+	readers := map[string]func(string) error{
+		"scanDataset": func(p string) error { _, err := scanDataset(p); return err },
+		"ReadRecords": func(p string) error { return ReadRecords(p, func(Record) error { return nil }) },
+		"ReadChunks":  func(p string) error { return ReadChunks(p, nil, func(*Chunk) error { return nil }) },
+	}
+	for name, read := range readers {
+		for path, want := range map[string]string{dir: "is a directory, not a dataset", missing: "cannot open dataset"} {
+			var ie *InputError
+			if err := read(path); !errors.As(err, &ie) || ie.File != path || !strings.Contains(ie.Msg, want) {
+				t.Errorf("%s(%s) = %v; want an *InputError naming it: %q", name, path, err, want)
+			}
+		}
+	}
+}
